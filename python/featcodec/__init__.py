@@ -1,0 +1,29 @@
+"""featcodec: fast, lossless entropy coding for split-DNN feature codecs.
+
+The numpy-level API::
+
+    import featcodec as fc
+    tables = fc.CdfTables.gaussian(scales)            # or .from_pmf, .laplace, ...
+    data = fc.encode(symbols, tables, indexes)        # bytes
+    symbols = fc.decode(data, tables, indexes)        # int32 array
+    bits = fc.information_content(symbols, tables, indexes)
+
+``import featcodec`` needs only numpy and the native extension.
+"""
+
+from ._core import FORMAT_VERSION
+from ._tables import DEFAULT_TAIL_MASS, CdfTables
+from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CdfTables",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_TAIL_MASS",
+    "DecodeError",
+    "FORMAT_VERSION",
+    "decode",
+    "encode",
+    "information_content",
+]

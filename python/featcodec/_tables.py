@@ -1,0 +1,179 @@
+"""Quantized CDF tables: the probability models the coder codes against."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_int32
+
+# Outside mass of the parametric tables' support.  A wider support is not
+# cheaper: every far-tail symbol keeps a frequency of at least 1/2^P, stolen
+# from the likely ones.  About +-4.4 sigma for a Gaussian; see
+# benchmarks/README.md for the overhead it gives.
+DEFAULT_TAIL_MASS = 1e-5
+
+_GAUSSIAN, _LAPLACE, _LOGISTIC = 0, 1, 2
+
+
+class CdfTables:
+    """A family of quantized CDF tables, one per row, sharing one precision.
+
+    Row ``i`` codes the values ``offsets[i] .. offsets[i] + lengths[i] - 1``
+    with their own frequencies; any other int32 value is coded as the row's
+    escape symbol followed by a variable-length code, so every value
+    round-trips.  Frequencies are integers summing to ``2**precision``, each at
+    least 1, built by a deterministic integer algorithm: the same arguments
+    give the same tables on every machine.
+
+    >>> import numpy as np, featcodec as fc
+    >>> t = fc.CdfTables.from_pmf(np.array([[0.25, 0.5, 0.25]]), offsets=[-1])
+    >>> t.freqs(0)  # three symbols and the escape
+    array([16384, 32767, 16384,     1], dtype=uint32)
+    >>> fc.CdfTables.from_bytes(t.to_bytes()) == t
+    True
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(self, core: "_core.Tables") -> None:
+        if not isinstance(core, _core.Tables):
+            raise TypeError("use CdfTables.from_pmf, .gaussian, .laplace, .logistic or .from_bytes")
+        self._core = core
+
+    # --- builders ---------------------------------------------------------------
+
+    @classmethod
+    def from_pmf(
+        cls,
+        pmf: np.ndarray,
+        offsets: np.ndarray,
+        lengths: Optional[np.ndarray] = None,
+        precision: int = 16,
+    ) -> "CdfTables":
+        """Tables from probability rows, quantized rate-optimally.
+
+        pmf: (n_tables, L) non-negative floats; row i gives the probabilities
+        of the values offsets[i], offsets[i] + 1, ...  The escape gets the mass
+        a row is missing from 1 (a row summing to 1 or more is normalized and
+        its escape gets the minimum frequency).  lengths: the number of
+        symbols of each row; by default each row up to its last nonzero entry.
+        """
+        pmf = np.asarray(pmf)
+        if pmf.dtype.kind not in "fiu":
+            raise TypeError(f"pmf must be a float array, got dtype {pmf.dtype}")
+        if pmf.ndim != 2:
+            raise ValueError(f"pmf must be 2-D (n_tables, L), got shape {pmf.shape}")
+        offsets = as_int32(offsets, "offsets")
+        if offsets.shape != (pmf.shape[0],):
+            raise ValueError(f"offsets must have shape ({pmf.shape[0]},), got {offsets.shape}")
+        if lengths is None:
+            nonzero = pmf != 0
+            lengths = np.where(nonzero.any(axis=1), pmf.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+            empty = np.flatnonzero(lengths == 0)
+            if empty.size:
+                raise ValueError(f"row {empty[0]}: pmf is all zero")
+        lengths = np.asarray(lengths)
+        if lengths.dtype.kind not in "iu" or lengths.shape != (pmf.shape[0],):
+            raise ValueError(f"lengths must be an integer array of shape ({pmf.shape[0]},)")
+        bad = np.flatnonzero((lengths < 1) | (lengths > pmf.shape[1]))
+        if bad.size:
+            raise ValueError(f"row {bad[0]}: length {lengths[bad[0]]} must be in [1, {pmf.shape[1]}]")
+        _check_precision(precision, low=1)
+        return cls(_core.Tables.from_pmf(pmf.astype(np.float64), offsets, lengths.astype(np.uint32), precision))
+
+    @classmethod
+    def gaussian(
+        cls, scales: np.ndarray, precision: int = 16, tail_mass: float = DEFAULT_TAIL_MASS
+    ) -> "CdfTables":
+        """One discretized zero-mean Gaussian per scale (standard deviation).
+
+        p(k) = Phi((k + 1/2) / s) - Phi((k - 1/2) / s) on the smallest symmetric
+        support whose outside mass is at most ``tail_mass``; values outside
+        are escaped.
+        """
+        return cls._parametric(_GAUSSIAN, scales, precision, tail_mass)
+
+    @classmethod
+    def laplace(cls, scales: np.ndarray, precision: int = 16, tail_mass: float = DEFAULT_TAIL_MASS) -> "CdfTables":
+        """One discretized zero-mean Laplace distribution per scale b (density exp(-|x|/b) / 2b)."""
+        return cls._parametric(_LAPLACE, scales, precision, tail_mass)
+
+    @classmethod
+    def logistic(cls, scales: np.ndarray, precision: int = 16, tail_mass: float = DEFAULT_TAIL_MASS) -> "CdfTables":
+        """One discretized zero-mean logistic distribution per scale s (CDF 1 / (1 + exp(-x/s)))."""
+        return cls._parametric(_LOGISTIC, scales, precision, tail_mass)
+
+    @classmethod
+    def _parametric(cls, family: int, scales: np.ndarray, precision: int, tail_mass: float) -> "CdfTables":
+        scales = np.asarray(scales)
+        if scales.dtype.kind not in "fiu":
+            raise TypeError(f"scales must be a float array, got dtype {scales.dtype}")
+        if scales.ndim != 1:
+            raise ValueError(f"scales must be 1-D, got shape {scales.shape}")
+        _check_precision(precision, low=2)
+        tail_mass = float(tail_mass)
+        return cls(_core.Tables.parametric(family, scales.astype(np.float64), precision, tail_mass))
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "CdfTables":
+        """Tables from :meth:`to_bytes`; a ValueError if the blob is not valid."""
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise TypeError(f"blob must be bytes, got {type(blob).__name__}")
+        return cls(_core.Tables.deserialize(bytes(blob)))
+
+    # --- views ------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """A versioned, checksummed serialization (docs/format.md); bit-exact."""
+        return self._core.serialize()
+
+    @property
+    def precision(self) -> int:
+        return self._core.precision
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Value of each row's first symbol (int32)."""
+        return self._core.offsets.astype(np.int32)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of symbols in each row's support, the escape excluded."""
+        return self._core.lengths.astype(np.int64)
+
+    def freqs(self, row: int) -> np.ndarray:
+        """Frequencies of row ``row``: its support's symbols, then the escape."""
+        return self._core.freqs(row).astype(np.uint32)
+
+    def cdf(self) -> np.ndarray:
+        """All CDFs as an (n_tables, max_length + 2) int64 array, padded with 2**precision.
+
+        Row i holds 0, then the cumulative frequencies of its symbols and escape.
+        """
+        lengths = self.lengths
+        out = np.full((len(self), int(lengths.max(initial=0)) + 2), 1 << self.precision, dtype=np.int64)
+        for i, length in enumerate(lengths):
+            out[i, 0] = 0
+            out[i, 1 : length + 2] = np.cumsum(self.freqs(i))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CdfTables) and self._core == other._core
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CdfTables(n_tables={len(self)}, precision={self.precision})"
+
+
+def _check_precision(precision: int, low: int) -> None:
+    if not isinstance(precision, (int, np.integer)) or isinstance(precision, bool):
+        raise TypeError(f"precision must be an integer, got {precision!r}")
+    if not low <= precision <= 16:
+        raise ValueError(f"precision must be in [{low}, 16], got {precision}")

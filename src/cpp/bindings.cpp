@@ -1,0 +1,138 @@
+// featcodec._core: the native core as seen from Python.  Arguments arrive
+// already normalized by python/featcodec (dtypes, contiguity, broadcasting);
+// the checks here guard the memory accesses, not the user experience.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "codec.h"
+#include "tables.h"
+
+namespace py = pybind11;
+using namespace featcodec;
+
+namespace {
+
+using Int32Array = py::array_t<int32_t, py::array::c_style>;
+
+// Describes `indexes` (an int32 array, possibly broadcast with zero strides)
+// for the coder after checking that it matches the symbols' shape.
+IndexSource index_source(const py::array& indexes, const std::vector<int64_t>& shape, const Tables& tables) {
+  if (!py::isinstance<py::array_t<int32_t>>(indexes) || indexes.dtype().kind() != 'i' || indexes.itemsize() != 4)
+    throw py::type_error("indexes must be an int32 array");
+  if (indexes.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw py::value_error("indexes do not match the symbols' shape");
+  std::vector<int64_t> strides(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (indexes.shape(d) != shape[d]) throw py::value_error("indexes do not match the symbols' shape");
+    if (indexes.strides(d) % 4 != 0) throw py::value_error("indexes must be aligned to int32");
+    strides[d] = indexes.strides(d) / 4;
+  }
+  return IndexSource(static_cast<const int32_t*>(indexes.data()), shape, strides,
+                     static_cast<uint32_t>(tables.size()));
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+py::bytes as_bytes(const std::vector<uint8_t>& v) {
+  return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "featcodec native core: rANS coder and quantized CDF tables";
+  m.attr("FORMAT_VERSION") = kFormatVersion;
+  py::register_exception<DecodeError>(m, "DecodeError", PyExc_ValueError);
+
+  py::class_<Tables, std::shared_ptr<Tables>>(m, "Tables")
+      .def_static(
+          "from_pmf",
+          [](py::array_t<double, py::array::c_style | py::array::forcecast> pmf,
+             const std::vector<int32_t>& offsets, const std::vector<uint32_t>& lengths, int precision) {
+            if (pmf.ndim() != 2) throw py::value_error("pmf must be 2-D");
+            const int64_t rows = pmf.shape(0), stride = pmf.shape(1);
+            if (static_cast<int64_t>(offsets.size()) != rows || static_cast<int64_t>(lengths.size()) != rows)
+              throw py::value_error("offsets and lengths must have one entry per pmf row");
+            py::gil_scoped_release release;
+            return Tables::from_pmf(pmf.data(), rows, stride, lengths, offsets, precision);
+          },
+          py::arg("pmf"), py::arg("offsets"), py::arg("lengths"), py::arg("precision"))
+      .def_static(
+          "parametric",
+          [](int family, py::array_t<double, py::array::c_style | py::array::forcecast> scales, int precision,
+             double tail_mass) {
+            if (family < 0 || family > 2) throw py::value_error("unknown family");
+            py::gil_scoped_release release;
+            return Tables::parametric(static_cast<Family>(family), scales.data(), scales.size(), precision,
+                                      tail_mass);
+          },
+          py::arg("family"), py::arg("scales"), py::arg("precision"), py::arg("tail_mass"))
+      .def_static(
+          "from_freqs",
+          [](int precision, const std::vector<int32_t>& offsets, const std::vector<uint32_t>& lengths,
+             const std::vector<uint32_t>& freqs) {
+            return std::make_shared<Tables>(precision, offsets, lengths, freqs);
+          },
+          py::arg("precision"), py::arg("offsets"), py::arg("lengths"), py::arg("freqs"))
+      .def_static("deserialize",
+                  [](const py::bytes& blob) {
+                    const std::string_view view = blob;
+                    return Tables::deserialize(reinterpret_cast<const uint8_t*>(view.data()), view.size());
+                  })
+      .def("serialize", [](const Tables& t) { return as_bytes(t.serialize()); })
+      .def_property_readonly("precision", &Tables::precision)
+      .def_property_readonly("offsets", [](const Tables& t) { return py::array(py::cast(t.offsets())); })
+      .def_property_readonly("lengths", [](const Tables& t) { return py::array(py::cast(t.lengths())); })
+      .def("freqs",
+           [](const Tables& t, size_t i) {
+             if (i >= t.size()) throw py::index_error("row out of range");
+             return py::array(py::cast(t.freqs(i)));
+           })
+      .def("__len__", &Tables::size)
+      .def("__eq__", [](const Tables& a, const Tables& b) { return a == b; });
+
+  m.def(
+      "encode",
+      [](const Int32Array& symbols, const Tables& tables, const py::array& indexes, bool checksum, int threads,
+         int chunk_bits) {
+        const IndexSource source = index_source(indexes, shape_of(symbols), tables);
+        EncodeOptions options{checksum, std::max(1, threads), chunk_bits};
+        std::vector<uint8_t> out;
+        {
+          py::gil_scoped_release release;
+          out = encode(symbols.data(), source, tables, options);
+        }
+        return as_bytes(out);
+      },
+      py::arg("symbols"), py::arg("tables"), py::arg("indexes"), py::arg("checksum"), py::arg("threads"),
+      py::arg("chunk_bits"));
+
+  m.def(
+      "decode",
+      [](const py::bytes& data, const Tables& tables, const py::array& indexes, int threads) {
+        const std::vector<int64_t> shape = shape_of(indexes);
+        const IndexSource source = index_source(indexes, shape, tables);
+        Int32Array out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+        const std::string_view view = data;  // bytes are immutable: safe without the GIL
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          decode(reinterpret_cast<const uint8_t*>(view.data()), view.size(), source, tables, std::max(1, threads),
+                 dst);
+        }
+        return out;
+      },
+      py::arg("data"), py::arg("tables"), py::arg("indexes"), py::arg("threads"));
+
+  m.def(
+      "information_content",
+      [](const Int32Array& symbols, const Tables& tables, const py::array& indexes) {
+        const IndexSource source = index_source(indexes, shape_of(symbols), tables);
+        py::gil_scoped_release release;
+        return information_content(symbols.data(), source, tables);
+      },
+      py::arg("symbols"), py::arg("tables"), py::arg("indexes"));
+}

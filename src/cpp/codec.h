@@ -1,0 +1,61 @@
+// Messages: symbols + per-symbol table indexes -> bytes, and back.
+// The byte layout is specified in docs/format.md (version 1).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tables.h"
+
+namespace featcodec {
+
+// Bytes that are not a valid message for the given tables and shape.
+struct DecodeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A (possibly broadcast) int32 index array over the symbols' shape, given by
+// its base pointer, shape and strides in elements (0 where broadcast).
+// Nothing is materialized per element: fill() produces a block at a time.
+class IndexSource {
+ public:
+  IndexSource(const int32_t* base, std::vector<int64_t> shape, std::vector<int64_t> strides,
+              uint32_t n_tables);
+  int64_t size() const { return size_; }
+  // Indexes of flat positions [begin, begin + count), validated against the
+  // table count (std::invalid_argument otherwise).  Returns a pointer either
+  // into the source (contiguous case) or into `buffer`.
+  const int32_t* block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const;
+
+ private:
+  const int32_t* base_;
+  std::vector<int64_t> shape_, strides_;  // collapsed, outermost first
+  int64_t size_;
+  uint32_t n_tables_;
+};
+
+struct EncodeOptions {
+  bool checksum = true;
+  int threads = 1;
+  int chunk_bits = 18;  // symbols per chunk = 2^chunk_bits
+};
+
+std::vector<uint8_t> encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
+                            const EncodeOptions& options);
+
+// Decodes into out[0 .. indexes.size()).  Throws DecodeError for bad bytes.
+void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables,
+            int threads, int32_t* out);
+
+// Bits an ideal coder would spend under the quantized tables: -log2 of each
+// symbol's probability, plus, for escaped values, the escape's own cost and
+// the raw bits of the value code.
+double information_content(const int32_t* symbols, const IndexSource& indexes, const Tables& tables);
+
+constexpr int kFormatVersion = 1;
+constexpr int kMinChunkBits = 4;
+constexpr int kMaxChunkBits = 30;
+
+}  // namespace featcodec

@@ -1,0 +1,28 @@
+// Quantizing a probability vector into integer frequencies summing to 2^P.
+//
+// The result minimizes the expected code length  -sum_i p_i log2(f_i / 2^P)
+// over all integer f with f_i >= 1 and sum f_i = 2^P (every symbol codable).
+// The whole optimization runs on integers: probabilities are first turned into
+// 62-bit fixed-point weights (one IEEE division each, exactly specified), and
+// log2 is a fixed-point table computed by integer arithmetic.  The same input
+// therefore gives the same table on every machine.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace featcodec {
+
+constexpr int kMaxPrecision = 16;
+constexpr int kLog2FracBits = 48;
+
+// floor(log2(f) * 2^48) for f in [0, 2^16 + 1] (entry 0 unused), computed by
+// integer repeated squaring.  Built once, thread-safe.
+const std::vector<uint64_t>& fixed_log2_table();
+
+// Quantizes probabilities p[0..n) (finite, >= 0, positive sum) into
+// frequencies f[0..n) with f_i >= 1 and sum 2^precision.  Requires
+// 1 <= n <= 2^precision.  Throws std::invalid_argument otherwise.
+void quantize_pmf(const double* p, int64_t n, int precision, uint32_t* freq);
+
+}  // namespace featcodec

@@ -1,0 +1,252 @@
+#include "tables.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "quantize.h"
+
+namespace featcodec {
+namespace {
+
+std::string row_name(size_t i) { return "row " + std::to_string(i); }
+
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int b = 0; b < 4; ++b) out.push_back(static_cast<uint8_t>(v >> (8 * b)));
+}
+uint32_t get_u32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+constexpr uint8_t kTableMagic[4] = {'F', 'C', 'T', 'B'};
+constexpr uint8_t kTableFormatVersion = 1;
+constexpr size_t kTableHeaderSize = 12;  // magic, version, precision, 2 reserved, n_rows
+
+// Largest half-width h of a symmetric parametric support: 2h + 2 <= 2^P.
+int64_t max_half_width(int precision) { return (int64_t{1} << (precision - 1)) - 1; }
+
+}  // namespace
+
+uint32_t crc32(const uint8_t* data, size_t size) {
+  static const std::vector<uint32_t> table = [] {
+    std::vector<uint32_t> t(256);
+    for (uint32_t n = 0; n < 256; ++n) {
+      uint32_t c = n;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[n] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < size; ++i) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+Tables::Tables(int precision, std::vector<int32_t> offsets, std::vector<uint32_t> lengths,
+               const std::vector<uint32_t>& freqs)
+    : precision_(precision), offsets_(std::move(offsets)), lengths_(std::move(lengths)) {
+  if (precision_ < 1 || precision_ > kMaxPrecision)
+    throw std::invalid_argument("precision must be in [1, 16], got " + std::to_string(precision_));
+  if (offsets_.size() != lengths_.size())
+    throw std::invalid_argument("offsets and lengths must have the same number of rows");
+  const uint64_t total = uint64_t{1} << precision_;
+  row_begin_.resize(lengths_.size() + 1);
+  uint64_t pos = 0;
+  for (size_t i = 0; i < lengths_.size(); ++i) {
+    const uint64_t len = lengths_[i];
+    if (len < 1 || len + 1 > total)
+      throw std::invalid_argument(row_name(i) + ": length " + std::to_string(len) +
+                                  " must be in [1, 2^precision - 1]");
+    if (int64_t{offsets_[i]} + int64_t(len) - 1 > INT32_MAX)
+      throw std::invalid_argument(row_name(i) + ": support offset + length - 1 exceeds int32");
+    row_begin_[i] = pos;
+    pos += len + 2;
+  }
+  row_begin_.back() = pos;
+  if (freqs.size() != pos - lengths_.size())
+    throw std::invalid_argument("frequency array has the wrong size for the given lengths");
+  cdf_.resize(pos);
+  const uint32_t* f = freqs.data();
+  for (size_t i = 0; i < lengths_.size(); ++i) {
+    uint32_t* cdf = &cdf_[row_begin_[i]];
+    uint64_t acc = 0;
+    cdf[0] = 0;
+    for (uint32_t s = 0; s <= lengths_[i]; ++s, ++f) {
+      if (*f == 0) throw std::invalid_argument(row_name(i) + ": symbol " + std::to_string(s) + " has frequency 0");
+      acc += *f;
+      if (acc > total) break;
+      cdf[s + 1] = static_cast<uint32_t>(acc);
+    }
+    if (acc != total)
+      throw std::invalid_argument(row_name(i) + ": frequencies must sum to 2^precision");
+  }
+  build_coder_data();
+}
+
+void Tables::build_coder_data() {
+  const int p = precision_;
+  const int lookup_bits = std::min(p, kMaxLookupBits);
+  lookup_shift_ = p - lookup_bits;
+  const size_t lookup_size = size_t{1} << lookup_bits;
+  enc_.resize(cdf_.size());
+  lookup_.resize(lengths_.size() * lookup_size);
+  rows_.resize(lengths_.size());
+  for (size_t i = 0; i < lengths_.size(); ++i) {
+    const uint32_t* cdf = &cdf_[row_begin_[i]];
+    EncSymbol* enc = &enc_[row_begin_[i]];
+    for (uint32_t s = 0; s <= lengths_[i]; ++s) {
+      const uint32_t freq = cdf[s + 1] - cdf[s];
+      int shift = 0;
+      while ((uint32_t{1} << shift) < freq) ++shift;
+      const unsigned __int128 numerator = static_cast<unsigned __int128>(1) << (63 + shift);
+      enc[s] = {static_cast<uint64_t>((numerator + freq - 1) / freq), static_cast<uint16_t>(cdf[s]),
+                static_cast<uint16_t>((uint32_t{1} << p) - freq), static_cast<uint16_t>(freq),
+                static_cast<uint8_t>(shift), 0};
+    }
+    uint16_t* lookup = &lookup_[i * lookup_size];
+    uint32_t s = 0;
+    for (size_t b = 0; b < lookup_size; ++b) {
+      const uint32_t slot = static_cast<uint32_t>(b) << lookup_shift_;
+      while (cdf[s + 1] <= slot) ++s;
+      lookup[b] = static_cast<uint16_t>(s);
+    }
+    rows_[i] = {offsets_[i], lengths_[i], cdf, enc, lookup};
+  }
+}
+
+std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int64_t stride,
+                                         const std::vector<uint32_t>& lengths,
+                                         const std::vector<int32_t>& offsets, int precision) {
+  if (precision < 1 || precision > kMaxPrecision)
+    throw std::invalid_argument("precision must be in [1, 16], got " + std::to_string(precision));
+  std::vector<uint32_t> freqs;
+  std::vector<double> row;
+  for (int64_t i = 0; i < n_rows; ++i) {
+    const uint32_t len = lengths[i];
+    if (len < 1 || len > stride)
+      throw std::invalid_argument(row_name(i) + ": length " + std::to_string(len) + " must be in [1, " +
+                                  std::to_string(stride) + "]");
+    if ((uint64_t{len} + 1) > (uint64_t{1} << precision))
+      throw std::invalid_argument(row_name(i) + ": " + std::to_string(len) +
+                                  " symbols plus the escape do not fit precision " + std::to_string(precision));
+    row.assign(pmf + i * stride, pmf + i * stride + len);
+    double sum = 0.0;
+    for (uint32_t k = 0; k < len; ++k) {
+      if (!std::isfinite(row[k])) throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
+      if (row[k] < 0.0) throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
+      sum += row[k];
+    }
+    if (!(sum > 0.0)) throw std::invalid_argument(row_name(i) + ": pmf is all zero");
+    row.push_back(sum < 1.0 ? 1.0 - sum : 0.0);  // escape
+    const size_t at = freqs.size();
+    freqs.resize(at + len + 1);
+    quantize_pmf(row.data(), len + 1, precision, &freqs[at]);
+  }
+  return std::make_shared<Tables>(precision, offsets, lengths, freqs);
+}
+
+std::shared_ptr<Tables> Tables::parametric(Family family, const double* scales, int64_t n, int precision,
+                                           double tail_mass) {
+  if (precision < 2 || precision > kMaxPrecision)
+    throw std::invalid_argument("precision must be in [2, 16] for parametric tables");
+  if (!(tail_mass > 0.0 && tail_mass < 1.0)) throw std::invalid_argument("tail_mass must be in (0, 1)");
+  const int64_t h_max = max_half_width(precision);
+  std::vector<int32_t> offsets(n);
+  std::vector<uint32_t> lengths(n);
+  std::vector<uint32_t> freqs;
+  std::vector<double> pmf;
+  for (int64_t i = 0; i < n; ++i) {
+    const double s = scales[i];
+    if (!(s > 0.0) || !std::isfinite(s))
+      throw std::invalid_argument("scale " + std::to_string(i) + " must be positive and finite");
+    // Outside mass of the support [-h, h]: both tails beyond h + 1/2.
+    auto outside = [&](int64_t h) { return 2.0 * det_family_sf(family, (h + 0.5) / s); };
+    // Smallest h with outside(h) <= tail_mass, by doubling then bisection.
+    int64_t lo = -1, hi = 0;  // outside(lo) > tail_mass (lo = -1: by definition)
+    while (hi < h_max && outside(hi) > tail_mass) { lo = hi; hi = std::min(h_max, 2 * hi + 1); }
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      (outside(mid) > tail_mass ? lo : hi) = mid;
+    }
+    const int64_t h = hi;
+    pmf.resize(2 * h + 2);
+    for (int64_t k = -h; k <= h; ++k)
+      pmf[k + h] = std::max(0.0, det_interval_mass(family, (k - 0.5) / s, (k + 0.5) / s));
+    pmf[2 * h + 1] = outside(h);
+    offsets[i] = static_cast<int32_t>(-h);
+    lengths[i] = static_cast<uint32_t>(2 * h + 1);
+    const size_t at = freqs.size();
+    freqs.resize(at + pmf.size());
+    quantize_pmf(pmf.data(), static_cast<int64_t>(pmf.size()), precision, &freqs[at]);
+  }
+  return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
+}
+
+std::vector<uint32_t> Tables::freqs(size_t i) const {
+  const uint32_t* cdf = &cdf_[row_begin_[i]];
+  std::vector<uint32_t> f(lengths_[i] + 1);
+  for (size_t s = 0; s < f.size(); ++s) f[s] = cdf[s + 1] - cdf[s];
+  return f;
+}
+
+bool Tables::operator==(const Tables& other) const {
+  return precision_ == other.precision_ && offsets_ == other.offsets_ && lengths_ == other.lengths_ &&
+         cdf_ == other.cdf_;
+}
+
+std::vector<uint8_t> Tables::serialize() const {
+  std::vector<uint8_t> out(kTableMagic, kTableMagic + 4);
+  out.push_back(kTableFormatVersion);
+  out.push_back(static_cast<uint8_t>(precision_));
+  out.push_back(0);
+  out.push_back(0);
+  put_u32(out, static_cast<uint32_t>(lengths_.size()));
+  for (size_t i = 0; i < lengths_.size(); ++i) {
+    put_u32(out, static_cast<uint32_t>(offsets_[i]));
+    put_u32(out, lengths_[i]);
+  }
+  for (size_t i = 0; i < lengths_.size(); ++i) {
+    const uint32_t* cdf = &cdf_[row_begin_[i]];
+    for (uint32_t s = 0; s <= lengths_[i]; ++s) {
+      const uint32_t f = cdf[s + 1] - cdf[s];  // < 2^16: the escape always has >= 1
+      out.push_back(static_cast<uint8_t>(f));
+      out.push_back(static_cast<uint8_t>(f >> 8));
+    }
+  }
+  put_u32(out, crc32(out.data(), out.size()));
+  return out;
+}
+
+std::shared_ptr<Tables> Tables::deserialize(const uint8_t* data, size_t size) {
+  auto fail = [](const std::string& why) { throw std::invalid_argument("invalid table blob: " + why); };
+  if (size < kTableHeaderSize + 4 || std::memcmp(data, kTableMagic, 4) != 0) fail("bad magic or too short");
+  if (data[4] != kTableFormatVersion) fail("unsupported version " + std::to_string(data[4]));
+  if (get_u32(data + size - 4) != crc32(data, size - 4)) fail("checksum mismatch");
+  const int precision = data[5];
+  if (precision < 1 || precision > kMaxPrecision) fail("precision out of range");
+  const uint64_t n_rows = get_u32(data + 8);
+  const uint64_t body = size - kTableHeaderSize - 4;
+  if (n_rows > body / 8) fail("row count exceeds the blob size");  // checked before allocating
+  std::vector<int32_t> offsets(n_rows);
+  std::vector<uint32_t> lengths(n_rows);
+  uint64_t n_freqs = 0;
+  const uint8_t* p = data + kTableHeaderSize;
+  for (uint64_t i = 0; i < n_rows; ++i, p += 8) {
+    offsets[i] = static_cast<int32_t>(get_u32(p));
+    lengths[i] = get_u32(p + 4);
+    if (lengths[i] < 1 || uint64_t{lengths[i]} + 1 > (uint64_t{1} << precision)) fail("row length out of range");
+    n_freqs += uint64_t{lengths[i]} + 1;
+  }
+  if (n_freqs * 2 != body - 8 * n_rows) fail("size does not match the row lengths");
+  std::vector<uint32_t> freqs(n_freqs);
+  for (uint64_t k = 0; k < n_freqs; ++k, p += 2) freqs[k] = uint32_t(p[0]) | uint32_t(p[1]) << 8;
+  try {
+    return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
+  return nullptr;  // unreachable
+}
+
+}  // namespace featcodec
