@@ -12,7 +12,7 @@ The numpy-level API::
 """
 
 from ._core import FORMAT_VERSION
-from ._tables import DEFAULT_TAIL_MASS, CdfTables
+from ._tables import CdfTables, default_tail_mass
 from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
 
 __version__ = "0.1.0"
@@ -20,10 +20,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CdfTables",
     "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_TAIL_MASS",
     "DecodeError",
     "FORMAT_VERSION",
     "decode",
+    "default_tail_mass",
     "encode",
     "information_content",
 ]

@@ -100,12 +100,16 @@ PYBIND11_MODULE(_core, m) {
          int chunk_bits) {
         const IndexSource source = index_source(indexes, shape_of(symbols), tables);
         EncodeOptions options{checksum, std::max(1, threads), chunk_bits};
-        std::vector<uint8_t> out;
+        Message message;
         {
           py::gil_scoped_release release;
-          out = encode(symbols.data(), source, tables, options);
+          message = encode(symbols.data(), source, tables, options);
         }
-        return as_bytes(out);
+        // Fill a fresh bytes object in place: no one else can see it yet.
+        PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(message.size()));
+        if (!bytes) throw py::error_already_set();
+        message.write(reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(bytes)));
+        return py::reinterpret_steal<py::bytes>(bytes);
       },
       py::arg("symbols"), py::arg("tables"), py::arg("indexes"), py::arg("checksum"), py::arg("threads"),
       py::arg("chunk_bits"));

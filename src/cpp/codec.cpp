@@ -21,18 +21,19 @@ constexpr int64_t kBlock = 4096;
 constexpr int kEscapeLengthBits = 6;
 constexpr int kMaxEscapeBits = 33;
 
-// --- header byte: version (4 bits) | checksum | chunked | log2(lanes) (2 bits)
+// --- header byte: version (3 bits) | escapes | checksum | chunked | log2(lanes) (2 bits)
 struct Header {
   int version;
+  bool escapes;  // chunks carry an escape stream
   bool checksum;
   bool chunked;
   int lanes;
 };
 uint8_t pack_header(const Header& h) {
   const int log2_lanes = h.lanes == 8 ? 3 : h.lanes == 4 ? 2 : h.lanes == 2 ? 1 : 0;
-  return static_cast<uint8_t>(h.version << 4 | h.checksum << 3 | h.chunked << 2 | log2_lanes);
+  return static_cast<uint8_t>(h.version << 5 | h.escapes << 4 | h.checksum << 3 | h.chunked << 2 | log2_lanes);
 }
-Header unpack_header(uint8_t b) { return {b >> 4, bool(b & 8), bool(b & 4), 1 << (b & 3)}; }
+Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), bool(b & 4), 1 << (b & 3)}; }
 
 // Interleaved lanes: more hide the coder's latency, but each lane beyond a
 // single one costs a flush of about 6 bytes, which matters for small messages.
@@ -68,32 +69,70 @@ uint32_t message_checksum(const std::vector<uint64_t>& chunk_hashes) {
 }
 
 // --- escape code -------------------------------------------------------------
-// A value v outside [lo, hi) maps to u = 2 (v - hi) above, 2 (lo - 1 - v) + 1
-// below, and e = u + 1 >= 1 is sent as nb = bit_length(e) - 1 (6 bits)
-// followed by the nb low bits of e, in 16-bit pieces, lowest piece first.
-inline void encode_escape(uint64_t& x, int64_t v, const TableRow& row, int precision, uint8_t*& out) {
+// A value v outside [lo, hi) is coded as the row's escape symbol, and its
+// value goes to the chunk's escape bit stream: u = 2 (v - hi) above,
+// 2 (lo - 1 - v) + 1 below, and e = u + 1 >= 1 is written as nb =
+// bit_length(e) - 1 in 6 bits, then the nb low bits of e (LSB first).
+
+inline uint64_t escape_code(int64_t v, const TableRow& row) {
   const int64_t lo = row.offset, hi = int64_t{row.offset} + row.length;
-  const uint64_t u = v >= hi ? uint64_t(v - hi) * 2 : uint64_t(lo - 1 - v) * 2 + 1;
-  const uint64_t e = u + 1;
-  const int nb = 63 - __builtin_clzll(e);
-  for (int shift = (nb - 1) / 16 * 16; shift >= 0 && nb > 0; shift -= 16) {
-    const int k = std::min(16, nb - shift);
-    rans_encode_bits(x, uint32_t(e >> shift) & ((uint32_t{1} << k) - 1), k, out);
+  return (v >= hi ? uint64_t(v - hi) * 2 : uint64_t(lo - 1 - v) * 2 + 1) + 1;
+}
+inline int escape_payload_bits(uint64_t e) { return 63 - __builtin_clzll(e); }
+
+class BitWriter {
+ public:
+  void put(uint64_t v, int k) {  // k <= 57
+    acc_ |= v << fill_;
+    fill_ += k;
+    for (; fill_ >= 8; fill_ -= 8, acc_ >>= 8) bytes_.push_back(static_cast<uint8_t>(acc_));
   }
-  rans_encode_bits(x, uint32_t(nb), kEscapeLengthBits, out);
-  rans_encode(x, row.enc[row.length], precision, out);
+  const std::vector<uint8_t>& finish() {
+    if (fill_ > 0) bytes_.push_back(static_cast<uint8_t>(acc_));
+    fill_ = 0;
+    acc_ = 0;
+    return bytes_;
+  }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  uint64_t acc_ = 0;
+  int fill_ = 0;
+};
+
+class BitReader {
+ public:
+  BitReader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  uint64_t get(int k) {  // k <= 33
+    uint64_t v = 0;
+    for (int i = 0; i < k; ++i, ++bit_) {
+      if (bit_ >= 8 * size_) throw DecodeError("corrupt message: escape stream too short");
+      v |= uint64_t((data_[bit_ >> 3] >> (bit_ & 7)) & 1) << i;
+    }
+    return v;
+  }
+  // All bytes used, and the padding of the last one is zero.
+  bool exhausted() const {
+    if ((bit_ + 7) / 8 != size_) return false;
+    return (bit_ & 7) == 0 || (data_[size_ - 1] >> (bit_ & 7)) == 0;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t bit_ = 0;
+};
+
+void write_escape(BitWriter& bits, uint64_t e) {
+  const int nb = escape_payload_bits(e);
+  bits.put(uint64_t(nb), kEscapeLengthBits);
+  bits.put(e & ((uint64_t{1} << nb) - 1), nb);
 }
 
-template <bool kSingleLane>
-inline int32_t decode_escape(uint64_t& x, const TableRow& row, WordReader& reader) {
-  const int nb = static_cast<int>(rans_decode_bits<kSingleLane>(x, kEscapeLengthBits, reader));
+int32_t read_escape(BitReader& bits, const TableRow& row) {
+  const int nb = static_cast<int>(bits.get(kEscapeLengthBits));
   if (nb > kMaxEscapeBits) throw DecodeError("corrupt message: escape length out of range");
-  uint64_t e = uint64_t{1} << nb;
-  for (int shift = 0; shift < nb; shift += 16) {
-    const int k = std::min(16, nb - shift);
-    e |= uint64_t{rans_decode_bits<kSingleLane>(x, k, reader)} << shift;
-  }
-  const uint64_t u = e - 1;
+  const uint64_t u = ((uint64_t{1} << nb) | bits.get(nb)) - 1;
   const int64_t v = (u & 1) ? int64_t{row.offset} - 1 - int64_t(u >> 1)
                             : int64_t{row.offset} + row.length + int64_t(u >> 1);
   if (v < INT32_MIN || v > INT32_MAX) throw DecodeError("corrupt message: escaped value outside int32");
@@ -119,92 +158,168 @@ uint64_t get_varint(const uint8_t*& p, const uint8_t* end, int max_bytes) {
 }
 
 // --- one chunk ----------------------------------------------------------------
+// Layout: the K final lane states (varints), the K start-up counts (varints),
+// the escape stream's byte length (varint) and bytes, then the 32-bit words.
+//
+// The coding loops run over blocks whose start is a multiple of K within the
+// chunk, so symbol j of a block is on lane j mod K.  Lanes are unrolled so
+// that the states stay in registers.  With a uniform block (a factorized
+// model's channel) the row is loaded once.
 
-// LEB128, at most 9 bytes for a value below 2^63; returns the byte count.
-int varint_bytes(uint64_t v, uint8_t* out) {
-  int n = 0;
-  for (; v >= 0x80; v >>= 7) out[n++] = static_cast<uint8_t>(v | 0x80);
-  out[n++] = static_cast<uint8_t>(v);
-  return n;
+// kStartup: some lane may still be below L, so count start-up symbols.
+template <int K, bool kUniform, bool kStartup>
+void encode_block(uint64_t (&state)[K], uint64_t (&startup)[K], const int32_t* sym, const int32_t* idx,
+                  int64_t n, const TableRow* rows, int precision, uint8_t*& out, std::vector<uint64_t>& escapes) {
+  const TableRow uniform_row = rows[idx[0]];
+  auto one = [&](uint64_t& x, uint64_t& count, int64_t j) {
+    const TableRow& row = kUniform ? uniform_row : rows[idx[j]];
+    const int64_t v = sym[j];
+    uint64_t s = uint64_t(v - row.offset);
+    if (__builtin_expect(s >= row.length, 0)) {
+      escapes.push_back(escape_code(v, row));
+      s = row.length;
+    }
+    if (kStartup) count += x < kStateLow;
+    rans_encode(x, row.enc[s], precision, out);
+  };
+  const int64_t top = (n - 1) & ~int64_t{K - 1};
+#pragma GCC unroll 8
+  for (int l = K - 1; l >= 0; --l)
+    if (top + l < n) one(state[l], startup[l], top + l);
+  for (int64_t g = top - K; g >= 0; g -= K) {
+#pragma GCC unroll 8
+    for (int l = K - 1; l >= 0; --l) one(state[l], startup[l], g + l);
+  }
 }
 
-// Worst case of one chunk: per symbol, one word for the symbol, and for an
-// escape also its length and 33 bits (5 words in all); the flush; 4 bytes of
-// slack for the encoder's unconditional store.
-size_t chunk_bound(int64_t count, int lanes) { return 20 * size_t(count) + 9 * size_t(lanes) + 4; }
+template <int K, bool kUniform>
+void decode_block(uint64_t (&state)[K], int32_t* dst, const int32_t* idx, int64_t n, const TableRow* rows,
+                  int precision, int lookup_shift, WordReader& reader, BitReader& bits) {
+  const TableRow uniform_row = rows[idx[0]];
+  auto one = [&](uint64_t& x, int64_t j) {
+    const TableRow& row = kUniform ? uniform_row : rows[idx[j]];
+    const uint32_t s = rans_decode<K == 1>(x, row, precision, lookup_shift, reader);
+    dst[j] = __builtin_expect(s < row.length, 1) ? static_cast<int32_t>(row.offset + int64_t(s))
+                                                 : read_escape(bits, row);
+  };
+  const int64_t full = n & ~int64_t{K - 1};
+  for (int64_t g = 0; g < full; g += K) {
+#pragma GCC unroll 8
+    for (int l = 0; l < K; ++l) one(state[l], g + l);
+  }
+#pragma GCC unroll 8
+  for (int l = 0; l < K; ++l)
+    if (full + l < n) one(state[l], full + l);
+}
+
+// Symbols of lane l among `count`: l, l + K, l + 2K, ...
+inline int64_t lane_symbols(int64_t count, int l, int K) { return count > l ? (count - l + K - 1) / K : 0; }
 
 // Encodes symbols [begin, begin + count) with K lanes (symbol j of the chunk
-// on lane j mod K), writing backwards so that the result ends at `end`.
-// Layout: the K final states as LEB128 varints, then the 32-bit words.
-// Returns the first byte written.
+// on lane j mod K) into `part`: words written backwards into its storage,
+// the lane states, start-up counts and escape stream kept for the head.
 template <int K>
-uint8_t* encode_chunk(const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
-                      const Tables& tables, uint8_t* end) {
-  const TableRow* rows = tables.rows();
-  const int precision = tables.precision();
-  uint64_t state[K];
-  for (int l = 0; l < K; ++l) state[l] = K == 1 ? 0 : kStateLow;
+void encode_chunk(const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
+                  const Tables& tables, Message::Chunk& part) {
+  const size_t capacity = 4 * size_t(count) + 4;  // a word per symbol at most, and the store's slack
+  part.storage.reset(new uint8_t[capacity]);     // uninitialized: written back to front
+  uint8_t* const end = part.storage.get() + capacity;
+  uint64_t state[K] = {}, startup[K] = {};
   uint8_t* out = end;
   std::vector<int32_t> buffer;
-  const int64_t last_block = (count - 1) / kBlock * kBlock;
-  for (int64_t b = last_block; b >= 0; b -= kBlock) {
+  std::vector<uint64_t> escapes;  // in encoding order: last symbol first
+  for (int64_t b = (count - 1) / kBlock * kBlock; b >= 0; b -= kBlock) {
     const int64_t n = std::min(kBlock, count - b);
-    const int32_t* idx = indexes.block(begin + b, n, buffer);
+    const IndexSource::Block block = indexes.block(begin + b, n, buffer);
     const int32_t* sym = symbols + begin + b;
-    for (int64_t j = n - 1; j >= 0; --j) {
-      uint64_t& x = state[j & (K - 1)];
-      const TableRow& row = rows[idx[j]];
-      const int64_t v = sym[j];
-      const uint64_t s = uint64_t(v - row.offset);
-      if (s < row.length)
-        rans_encode(x, row.enc[s], precision, out);
-      else
-        encode_escape(x, v, row, precision, out);
-    }
+    bool starting = false;
+    for (int l = 0; l < K; ++l) starting |= state[l] < kStateLow;
+    auto run = [&](auto uniform, auto counting) {
+      encode_block<K, decltype(uniform)::value, decltype(counting)::value>(
+          state, startup, sym, block.indexes, n, tables.rows(), tables.precision(), out, escapes);
+    };
+    using T = std::true_type;
+    using F = std::false_type;
+    if (block.uniform)
+      starting ? run(T{}, T{}) : run(T{}, F{});
+    else
+      starting ? run(F{}, T{}) : run(F{}, F{});
   }
-  for (int l = K - 1; l >= 0; --l) {
-    uint8_t bytes[10];
-    const int n = varint_bytes(state[l], bytes);
-    out -= n;
-    std::memcpy(out, bytes, n);
+  BitWriter bits;
+  for (auto e = escapes.rbegin(); e != escapes.rend(); ++e) write_escape(bits, *e);
+  part.escape_bytes = bits.finish();
+  part.states.assign(state, state + K);
+  part.startup.assign(startup, startup + K);
+  part.words = out;
+  part.words_size = size_t(end - out);
+}
+
+// The bytes before a chunk's words: lane states, start-up counts (several
+// lanes only), and, when the message has escapes, the escape stream.
+void finish_chunk_head(Message::Chunk& part, bool escapes) {
+  for (uint64_t s : part.states) put_varint(part.head, s);
+  if (part.states.size() > 1)
+    for (uint64_t c : part.startup) put_varint(part.head, c);
+  if (escapes) {
+    put_varint(part.head, part.escape_bytes.size());
+    part.head.insert(part.head.end(), part.escape_bytes.begin(), part.escape_bytes.end());
   }
-  return out;
 }
 
 template <int K>
-void decode_chunk(const uint8_t* data, size_t size, int64_t begin, int64_t count, const IndexSource& indexes,
-                  const Tables& tables, int32_t* out) {
-  constexpr bool kSingleLane = K == 1;
-  const uint64_t initial_state = kSingleLane ? 0 : kStateLow;
-  const TableRow* rows = tables.rows();
-  const int precision = tables.precision(), shift = tables.lookup_shift();
+void decode_chunk(const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
+                  const IndexSource& indexes, const Tables& tables, int32_t* out) {
   const uint8_t* p = data;
   const uint8_t* const end = data + size;
   uint64_t state[K];
-  for (int l = 0; l < K; ++l) {
-    state[l] = get_varint(p, end, 9);
-    if (state[l] >> 63 || state[l] < initial_state) throw DecodeError("corrupt message: invalid coder state");
+  for (int l = 0; l < K; ++l) state[l] = get_varint(p, end, 9);
+  // Symbols decoded before `fast_end` are past every lane's start-up phase
+  // (a single lane finds its own, see rans.h).
+  int64_t startup_begin[K] = {};
+  int64_t fast_end = count;
+  for (int l = 0; l < K && K > 1; ++l) {
+    const uint64_t startup = get_varint(p, end, 5);
+    const int64_t n_lane = lane_symbols(count, l, K);
+    if (startup > uint64_t(n_lane)) throw DecodeError("corrupt message: start-up count out of range");
+    startup_begin[l] = n_lane - int64_t(startup);
+    fast_end = std::min(fast_end, l + K * startup_begin[l]);
   }
+  const uint64_t raw_size = escapes ? get_varint(p, end, 5) : 0;
+  if (raw_size > uint64_t(end - p)) throw DecodeError("truncated message: escape stream");
+  BitReader bits(p, raw_size);
+  p += raw_size;
   if ((end - p) % 4 != 0) throw DecodeError("corrupt message: chunk length is not whole words");
-  WordReader reader{p, end};
+  WordReader reader{p, size_t(end - p)};
+  const TableRow* rows = tables.rows();
+  const int precision = tables.precision(), shift = tables.lookup_shift();
   std::vector<int32_t> buffer;
-  for (int64_t b = 0; b < count; b += kBlock) {
-    const int64_t n = std::min(kBlock, count - b);
-    const int32_t* idx = indexes.block(begin + b, n, buffer);
+  for (int64_t b = 0; b < fast_end; b += kBlock) {
+    const int64_t n = std::min(kBlock, fast_end - b);
+    const IndexSource::Block block = indexes.block(begin + b, n, buffer);
     int32_t* dst = out + begin + b;
-    for (int64_t j = 0; j < n; ++j) {
-      uint64_t& x = state[j & (K - 1)];
-      const TableRow& row = rows[idx[j]];
-      const uint32_t s = rans_decode<kSingleLane>(x, row, precision, shift, reader);
-      dst[j] = s < row.length ? static_cast<int32_t>(row.offset + int64_t(s))
-                              : decode_escape<kSingleLane>(x, row, reader);
+    if (block.uniform)
+      decode_block<K, true>(state, dst, block.indexes, n, rows, precision, shift, reader, bits);
+    else
+      decode_block<K, false>(state, dst, block.indexes, n, rows, precision, shift, reader, bits);
+  }
+  // The rest, symbol by symbol: a lane reads no words in its start-up phase.
+  for (int64_t b = fast_end; b < count; b += kBlock) {
+    const int64_t n = std::min(kBlock, count - b);
+    const int32_t* idx = indexes.block(begin + b, n, buffer).indexes;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t j = b + k;
+      const int l = static_cast<int>(j % K);
+      const TableRow& row = rows[idx[k]];
+      const uint32_t s = rans_decode<false>(state[l], row, precision, shift, reader, j / K >= startup_begin[l]);
+      out[begin + j] = s < row.length ? static_cast<int32_t>(row.offset + int64_t(s)) : read_escape(bits, row);
     }
   }
-  // The encoder started every lane at the initial state and wrote exactly
-  // the words this chunk holds.
-  if (reader.overrun || reader.in != reader.end) throw DecodeError("corrupt message: chunk length mismatch");
+  // The encoder started every lane at 0 and wrote exactly this chunk's words
+  // and escape bits.
+  if (reader.pos != reader.size || !bits.exhausted())
+    throw DecodeError("corrupt message: chunk length mismatch");
   for (int l = 0; l < K; ++l)
-    if (state[l] != initial_state) throw DecodeError("corrupt message: final coder state mismatch");
+    if (state[l] != 0) throw DecodeError("corrupt message: final coder state mismatch");
 }
 
 // Runs task(c) for c in [0, n) on up to `threads` threads; rethrows the first
@@ -269,7 +384,7 @@ IndexSource::IndexSource(const int32_t* base, std::vector<int64_t> shape, std::v
   std::reverse(strides_.begin(), strides_.end());
 }
 
-const int32_t* IndexSource::block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const {
+IndexSource::Block IndexSource::block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const {
   const int32_t* result;
   if (shape_.size() == 1 && strides_[0] == 1) {
     result = base_ + begin;
@@ -307,53 +422,71 @@ const int32_t* IndexSource::block(int64_t begin, int64_t count, std::vector<int3
     }
     result = buffer.data();
   }
-  uint32_t worst = 0;
-  for (int64_t k = 0; k < count; ++k) worst = std::max(worst, uint32_t(result[k]));
-  if (worst >= n_tables_) {
+  uint32_t low = UINT32_MAX, high = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    low = std::min(low, uint32_t(result[k]));
+    high = std::max(high, uint32_t(result[k]));
+  }
+  if (high >= n_tables_) {
     const int32_t* bad = std::find_if(result, result + count, [&](int32_t v) { return uint32_t(v) >= n_tables_; });
     throw std::invalid_argument("index " + std::to_string(*bad) + " is out of range for " +
                                 std::to_string(n_tables_) + " tables");
   }
-  return result;
+  return {result, low == high};
 }
 
 // --- messages ----------------------------------------------------------------------
 
-std::vector<uint8_t> encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
-                            const EncodeOptions& options) {
+Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
+               const EncodeOptions& options) {
   if (options.chunk_bits < kMinChunkBits || options.chunk_bits > kMaxChunkBits)
     throw std::invalid_argument("chunk_bits must be in [4, 30]");
   const int64_t n = indexes.size();
   const int64_t chunk = int64_t{1} << options.chunk_bits;
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int lanes = lanes_for(std::min(n, chunk));
-  const Header header{kFormatVersion, options.checksum, n_chunks > 1, lanes};
 
-  std::vector<std::vector<uint8_t>> chunk_bytes(n_chunks);
+  Message message;
+  message.chunks.resize(n_chunks);
   std::vector<uint64_t> hashes(n_chunks);
   parallel_for(n_chunks, options.threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    std::vector<uint8_t> scratch(chunk_bound(count, lanes));
-    uint8_t* end = scratch.data() + scratch.size();
-    uint8_t* first = nullptr;
     with_lanes(lanes, [&](auto k) {
-      first = encode_chunk<decltype(k)::value>(symbols, begin, count, indexes, tables, end);
+      encode_chunk<decltype(k)::value>(symbols, begin, count, indexes, tables, message.chunks[c]);
     });
-    chunk_bytes[c].assign(first, end);
     if (options.checksum) hashes[c] = chunk_hash(symbols + begin, count);
   });
 
-  std::vector<uint8_t> out{pack_header(header)};
+  bool escapes = false;
+  for (const Message::Chunk& part : message.chunks) escapes |= !part.escape_bytes.empty();
+  for (Message::Chunk& part : message.chunks) finish_chunk_head(part, escapes);
+  const Header header{kFormatVersion, escapes, options.checksum, n_chunks > 1, lanes};
+  message.head.push_back(pack_header(header));
   if (header.chunked) {
-    out.push_back(static_cast<uint8_t>(options.chunk_bits));
-    for (int64_t c = 0; c + 1 < n_chunks; ++c) put_varint(out, chunk_bytes[c].size());
+    message.head.push_back(static_cast<uint8_t>(options.chunk_bits));
+    for (int64_t c = 0; c + 1 < n_chunks; ++c) put_varint(message.head, message.chunks[c].size());
   }
   if (options.checksum) {
-    out.resize(out.size() + 4);
-    store_u32(out.data() + out.size() - 4, message_checksum(hashes));
+    message.head.resize(message.head.size() + 4);
+    store_u32(message.head.data() + message.head.size() - 4, message_checksum(hashes));
   }
-  for (const auto& bytes : chunk_bytes) out.insert(out.end(), bytes.begin(), bytes.end());
-  return out;
+  return message;
+}
+
+size_t Message::size() const {
+  size_t total = head.size();
+  for (const Chunk& c : chunks) total += c.size();
+  return total;
+}
+
+void Message::write(uint8_t* out) const {
+  std::memcpy(out, head.data(), head.size());
+  out += head.size();
+  for (const Chunk& c : chunks) {
+    std::memcpy(out, c.head.data(), c.head.size());
+    std::memcpy(out + c.head.size(), c.words, c.words_size);
+    out += c.size();
+  }
 }
 
 void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables, int threads,
@@ -409,7 +542,7 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   parallel_for(n_chunks, threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
     with_lanes(header.lanes, [&](auto k) {
-      decode_chunk<decltype(k)::value>(starts[c], lengths[c], begin, count, indexes, tables, out);
+      decode_chunk<decltype(k)::value>(starts[c], lengths[c], header.escapes, begin, count, indexes, tables, out);
     });
     if (header.checksum) hashes[c] = chunk_hash(out + begin, count);
   });
@@ -424,7 +557,7 @@ double information_content(const int32_t* symbols, const IndexSource& indexes, c
   double bits = 0.0;
   for (int64_t b = 0; b < indexes.size(); b += kBlock) {
     const int64_t n = std::min(kBlock, indexes.size() - b);
-    const int32_t* idx = indexes.block(b, n, buffer);
+    const int32_t* idx = indexes.block(b, n, buffer).indexes;
     double block_bits = 0.0;
     for (int64_t j = 0; j < n; ++j) {
       const TableRow& row = rows[idx[j]];

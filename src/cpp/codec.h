@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,10 +25,13 @@ class IndexSource {
   IndexSource(const int32_t* base, std::vector<int64_t> shape, std::vector<int64_t> strides,
               uint32_t n_tables);
   int64_t size() const { return size_; }
+  struct Block {
+    const int32_t* indexes;  // into the source (contiguous case) or the buffer
+    bool uniform;            // all `count` indexes are equal
+  };
   // Indexes of flat positions [begin, begin + count), validated against the
-  // table count (std::invalid_argument otherwise).  Returns a pointer either
-  // into the source (contiguous case) or into `buffer`.
-  const int32_t* block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const;
+  // table count (std::invalid_argument otherwise).
+  Block block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const;
 
  private:
   const int32_t* base_;
@@ -39,11 +43,29 @@ class IndexSource {
 struct EncodeOptions {
   bool checksum = true;
   int threads = 1;
-  int chunk_bits = 18;  // symbols per chunk = 2^chunk_bits
+  int chunk_bits = 19;  // symbols per chunk = 2^chunk_bits
 };
 
-std::vector<uint8_t> encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
-                            const EncodeOptions& options);
+// An encoded message as its parts, so that the caller can place the bytes
+// where it wants them (one copy) without a contiguous temporary.
+struct Message {
+  struct Chunk {
+    std::vector<uint64_t> states, startup;  // per lane
+    std::vector<uint8_t> escape_bytes;
+    std::vector<uint8_t> head;  // states, start-up counts, escape stream
+    std::unique_ptr<uint8_t[]> storage;
+    const uint8_t* words = nullptr;  // inside storage
+    size_t words_size = 0;
+    size_t size() const { return head.size() + words_size; }
+  };
+  std::vector<uint8_t> head;  // header byte, chunk directory, checksum
+  std::vector<Chunk> chunks;
+  size_t size() const;
+  void write(uint8_t* out) const;  // size() bytes
+};
+
+Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
+               const EncodeOptions& options);
 
 // Decodes into out[0 .. indexes.size()).  Throws DecodeError for bad bytes.
 void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables,

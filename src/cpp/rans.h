@@ -12,14 +12,12 @@
 // L / M >= 2^15 keeps the coding loss negligible.  Encoding runs backwards
 // over the symbols and writes words backwards, so the decoder reads forwards.
 //
-// A single-lane stream starts its encoder at x = 0 instead of L: the state
-// then grows through [0, L) before its first word, and the flush holds only
-// the information coded so far (a tiny message costs a few bytes, not 8).
-// Its decoder reads a word when x < L only while words remain, and ends at 0.
-// With several lanes sharing one word stream this is ambiguous, so they start
-// at L (and end there).
+// Every lane starts its encoder at x = 0 rather than L: the state grows
+// through [0, L) (its start-up phase, never emitting) before its first word,
+// so the final flush holds only information, not the 31 bits of L.  The
+// decoder must then not read words for a lane's start-up symbols, so a chunk
+// records how many each lane has (see codec.cpp); the decoder ends at 0.
 //
-// Raw bits (the escape's payload) are a symbol of frequency 1 at precision k.
 #pragma once
 
 #include <cstdint>
@@ -57,49 +55,33 @@ inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_
   x += sym.start + q * sym.cmpl_freq;  // == q * M + (x - q * freq) + start
 }
 
-// Pushes the k low bits of v (1 <= k <= 16) with a uniform distribution.
-inline void rans_encode_bits(uint64_t& x, uint32_t v, int k, uint8_t*& out) {
-  if (x >= (uint64_t{1} << (63 - k))) {
-    out -= 4;
-    store_u32(out, static_cast<uint32_t>(x));
-    x >>= 32;
-  }
-  x = (x << k) | v;
-}
-
 // --- decoder; reads forwards and never passes `end` ----------------------------
 
 struct WordReader {
-  const uint8_t* in;
-  const uint8_t* end;
-  bool overrun = false;
-
-  // Multi-lane streams: x < L always means a word follows (zeros past the
-  // end, reported by the caller once the chunk is done).
-  inline uint64_t refill(uint64_t x) {
-    if (in < end) {
-      x = (x << 32) | load_u32(in);
-      in += 4;
-    } else {
-      overrun = true;
-      x <<= 32;
-    }
-    return x;
-  }
-  // Single-lane streams: x < L without words left is the start-up phase.
-  inline uint64_t refill_if_any(uint64_t x) {
-    if (in < end) {
-      x = (x << 32) | load_u32(in);
-      in += 4;
-    }
-    return x;
-  }
+  const uint8_t* words;
+  size_t size;     // bytes, a multiple of 4
+  size_t pos = 0;  // passes `size` only on corrupt input: checked after the chunk
 };
 
+// Reads a word when x < L: the encoder emitted one there.  Past the end,
+// zeros are shifted in and pos marks the overrun.  The exception is a lane's
+// start-up phase (its last symbols in decoding order, coded while the
+// encoder's state was still below L), where nothing was emitted.
+// A single lane needs no count: its start-up symbols are exactly those that
+// find x < L with no words left.
+// A branch, not a select: a predicted branch lets the lanes run ahead, where
+// a select would chain every lane through `pos`.
 template <bool kSingleLane>
-inline uint64_t renormalize(uint64_t x, WordReader& reader) {
-  if (x >= kStateLow) return x;
-  return kSingleLane ? reader.refill_if_any(x) : reader.refill(x);
+inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
+  if (__builtin_expect(x >= kStateLow, 1) || startup) return x;
+  if (reader.pos < reader.size) {
+    x = (x << 32) | load_u32(reader.words + reader.pos);
+    reader.pos += 4;
+  } else if (!kSingleLane) {
+    x <<= 32;
+    reader.pos = reader.size + 4;
+  }
+  return x;
 }
 
 // Decodes one symbol of `row`; returns its index in [0, row.length] (length
@@ -107,21 +89,17 @@ inline uint64_t renormalize(uint64_t x, WordReader& reader) {
 // make it read outside the row.
 template <bool kSingleLane>
 inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int lookup_shift,
-                            WordReader& reader) {
+                            WordReader& reader, bool startup = false) {
   const uint32_t slot = static_cast<uint32_t>(x) & ((uint32_t{1} << precision) - 1);
   uint32_t s = row.lookup[slot >> lookup_shift];
-  while (row.cdf[s + 1] <= slot) ++s;  // cdf[length + 1] = M > slot stops it
+  // Most buckets hold at most one symbol boundary: one branch-free step,
+  // then a loop that rarely runs.  cdf[length + 1] = M > slot stops both.
+  s += row.cdf[s + 1] <= slot;
+  while (__builtin_expect(row.cdf[s + 1] <= slot, 0)) ++s;
   const uint32_t start = row.cdf[s];
   x = uint64_t{row.cdf[s + 1] - start} * (x >> precision) + slot - start;
-  x = renormalize<kSingleLane>(x, reader);
+  x = renormalize<kSingleLane>(x, reader, startup);
   return s;
-}
-
-template <bool kSingleLane>
-inline uint32_t rans_decode_bits(uint64_t& x, int k, WordReader& reader) {
-  const uint32_t v = static_cast<uint32_t>(x) & ((uint32_t{1} << k) - 1);
-  x = renormalize<kSingleLane>(x >> k, reader);
-  return v;
 }
 
 }  // namespace featcodec
