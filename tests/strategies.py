@@ -99,19 +99,19 @@ def build_parametric(family, scales, precision, tail_mass):
 
 def any_tables(precisions=st.integers(1, 16)):
     """Random from_pmf or parametric tables."""
-    parametric_precisions = precisions.filter(lambda p: p >= 2)
     return st.one_of(
         pmf_tables(precisions=precisions).map(lambda r: r[0]),
-        parametric_args(precisions=parametric_precisions).map(lambda a: build_parametric(*a)),
+        parametric_args(precisions=precisions.map(lambda p: max(p, 2))).map(lambda a: build_parametric(*a)),
     )
 
 
 # --- symbols and indexes -------------------------------------------------------------
 
 symbol_shapes = st.one_of(
-    hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=7),
+    hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9),
     st.sampled_from([(0,), (3, 0, 2), (1,), (1, 1, 1), (2, 3, 1, 5)]),
     st.integers(0, 3000).map(lambda n: (n,)),
+    st.tuples(st.integers(1, 3), st.integers(1, 16), st.integers(1, 12), st.integers(1, 12)),  # (B, C, H, W)
 )
 
 

@@ -37,7 +37,7 @@ Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), boo
 
 // Interleaved lanes: more hide the coder's latency, but each lane beyond a
 // single one costs a flush of about 6 bytes, which matters for small messages.
-int lanes_for(int64_t count) { return count < 1024 ? 1 : count < 16384 ? 2 : 4; }
+int lanes_for(int64_t count) { return count < 1024 ? 1 : count < 16384 ? 2 : count < 65536 ? 4 : 8; }
 
 // --- checksum over the symbol values (docs/format.md, "Checksum") -----------
 inline uint64_t rotl64(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
