@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "chunk.h"
 #include "codec.h"
 #include "tables.h"
 
@@ -45,6 +46,8 @@ py::bytes as_bytes(const std::vector<uint8_t>& v) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "featcodec native core: rANS coder and quantized CDF tables";
   m.attr("FORMAT_VERSION") = kFormatVersion;
+  m.def("kernel_isa", [] { return std::string(chunk_kernels().isa); },
+        "The instruction set of the chunk coders in use (see FEATCODEC_ISA).");
   py::register_exception<DecodeError>(m, "DecodeError", PyExc_ValueError);
 
   py::class_<Tables, std::shared_ptr<Tables>>(m, "Tables")

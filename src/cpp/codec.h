@@ -19,25 +19,29 @@ struct DecodeError : std::runtime_error {
 
 // A (possibly broadcast) int32 index array over the symbols' shape, given by
 // its base pointer, shape and strides in elements (0 where broadcast).
-// Nothing is materialized per element: fill() produces a block at a time.
+// Every index is checked against the table count on construction
+// (std::invalid_argument).  Nothing is materialized per element: block()
+// produces a block at a time.
 class IndexSource {
  public:
   IndexSource(const int32_t* base, std::vector<int64_t> shape, std::vector<int64_t> strides,
               uint32_t n_tables);
   int64_t size() const { return size_; }
   struct Block {
-    const int32_t* indexes;  // into the source (contiguous case) or the buffer
-    bool uniform;            // all `count` indexes are equal
+    const int32_t* indexes;  // into the source, or the buffer
+    bool uniform;            // all `count` indexes equal indexes[0] (only it is valid then)
   };
-  // Indexes of flat positions [begin, begin + count), validated against the
-  // table count (std::invalid_argument otherwise).
+  // Indexes of flat positions [begin, begin + count); count >= 1.
   Block block(int64_t begin, int64_t count, std::vector<int32_t>& buffer) const;
 
  private:
+  void validate(uint32_t n_tables) const;  // std::invalid_argument naming a bad index
+  int64_t element_offset(int64_t position) const;
+
   const int32_t* base_;
   std::vector<int64_t> shape_, strides_;  // collapsed, outermost first
   int64_t size_;
-  uint32_t n_tables_;
+  int64_t constant_run_;  // positions per run of one index in the innermost dimension
 };
 
 struct EncodeOptions {

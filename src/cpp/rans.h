@@ -25,6 +25,8 @@
 #include "tables.h"
 
 namespace featcodec {
+// Internal linkage: compiled into kernels for different instruction sets.
+namespace {
 
 constexpr uint64_t kStateLow = uint64_t{1} << 31;
 
@@ -102,4 +104,5 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
   return s;
 }
 
+}  // namespace
 }  // namespace featcodec

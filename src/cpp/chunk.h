@@ -1,0 +1,46 @@
+// The chunk coders, built once per instruction set and chosen at run time.
+//
+// chunk_kernels.inc holds every per-symbol loop.  It is compiled for the
+// baseline instruction set (chunk_generic.cpp) and, on x86-64, for
+// x86-64-v3 (AVX2, BMI2: chunk_x86_64_v3.cpp), about 1.6x faster.  The
+// message layer (codec.cpp) calls whichever chunk_kernels() picks: the best
+// the CPU supports, or the one named by the environment variable
+// FEATCODEC_ISA ("generic" or "x86-64-v3") when set.  Both produce and
+// accept exactly the same bytes.
+#pragma once
+
+#include <cstdint>
+
+#include "codec.h"
+
+namespace featcodec {
+
+// Symbols are coded a block at a time so that broadcast indexes never need a
+// per-element array of the whole tensor.  A multiple of every lane count.
+constexpr int64_t kBlock = 4096;
+// Escape payload: a 6-bit bit count, then that many bits (at most 33).
+constexpr int kEscapeLengthBits = 6;
+constexpr int kMaxEscapeBits = 33;
+
+struct ChunkKernels {
+  // Codes symbols [begin, begin + count) with `lanes` lanes into `part`.
+  void (*encode)(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
+                 const Tables& tables, Message::Chunk& part);
+  // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if bad.
+  void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
+                 const IndexSource& indexes, const Tables& tables, int32_t* out);
+  const char* isa;
+};
+
+namespace generic {
+extern const ChunkKernels kernels;
+}
+#ifdef FEATCODEC_HAVE_X86_64_V3
+namespace x86_64_v3 {
+extern const ChunkKernels kernels;
+}
+#endif
+
+const ChunkKernels& chunk_kernels();
+
+}  // namespace featcodec
