@@ -37,12 +37,3 @@ def as_shape(shape: object) -> tuple[int, ...]:
     if any(d < 0 for d in dims):
         raise ValueError(f"shape must not have negative dimensions: {dims}")
     return dims
-
-
-def broadcast_indexes(indexes: object, shape: tuple[int, ...]) -> np.ndarray:
-    """int32 table indexes broadcast (as a view, nothing copied) to ``shape``."""
-    small = as_int32(indexes, "indexes")
-    try:
-        return np.broadcast_to(small, shape)
-    except ValueError:
-        raise ValueError(f"indexes of shape {small.shape} do not broadcast to shape {shape}") from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 
 from . import _core
-from ._arrays import as_int32, as_shape, broadcast_indexes
+from ._arrays import as_int32, as_shape
 from ._tables import CdfTables
 
 DecodeError = _core.DecodeError
@@ -51,8 +52,10 @@ def encode(
     """
     _check_tables(tables)
     values = as_int32(symbols, "symbols")
-    view = broadcast_indexes(indexes, values.shape)
-    return _core.encode(values, tables._core, view, bool(checksum), _threads(threads), _chunk_bits(chunk_size))
+    table_indexes = as_int32(indexes, "indexes")  # broadcast natively, without a copy
+    return _core.encode(
+        values, tables._core, table_indexes, bool(checksum), _threads(threads), _chunk_bits(chunk_size)
+    )
 
 
 def decode(
@@ -71,10 +74,9 @@ def decode(
     _check_tables(tables)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    if shape is None:
-        shape = np.shape(indexes)
-    view = broadcast_indexes(indexes, as_shape(shape))
-    return _core.decode(bytes(data), tables._core, view, _threads(threads))
+    table_indexes = as_int32(indexes, "indexes")
+    shape = table_indexes.shape if shape is None else as_shape(shape)
+    return _core.decode(bytes(data), tables._core, table_indexes, shape, _threads(threads))
 
 
 def information_content(symbols: np.ndarray, tables: CdfTables, indexes: np.ndarray) -> float:
@@ -86,7 +88,7 @@ def information_content(symbols: np.ndarray, tables: CdfTables, indexes: np.ndar
     """
     _check_tables(tables)
     values = as_int32(symbols, "symbols")
-    return _core.information_content(values, tables._core, broadcast_indexes(indexes, values.shape))
+    return _core.information_content(values, tables._core, as_int32(indexes, "indexes"))
 
 
 def _check_tables(tables: object) -> None:
@@ -94,12 +96,17 @@ def _check_tables(tables: object) -> None:
         raise TypeError(f"tables must be a CdfTables, got {type(tables).__name__}")
 
 
+@functools.lru_cache(maxsize=None)
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _threads(threads: Optional[int]) -> int:
     if threads is None:
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        return _available_cores()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return int(threads)

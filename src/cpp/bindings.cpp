@@ -16,18 +16,28 @@ namespace {
 
 using Int32Array = py::array_t<int32_t, py::array::c_style>;
 
-// Describes `indexes` (an int32 array, possibly broadcast with zero strides)
-// for the coder after checking that it matches the symbols' shape.
+// Describes `indexes` (an int32 array) broadcast to `shape` by numpy's rules
+// (trailing dimensions aligned, size-1 and missing dimensions repeated) as a
+// strided view with zero strides; nothing is copied.
 IndexSource index_source(const py::array& indexes, const std::vector<int64_t>& shape, const Tables& tables) {
-  if (!py::isinstance<py::array_t<int32_t>>(indexes) || indexes.dtype().kind() != 'i' || indexes.itemsize() != 4)
-    throw py::type_error("indexes must be an int32 array");
-  if (indexes.ndim() != static_cast<py::ssize_t>(shape.size()))
-    throw py::value_error("indexes do not match the symbols' shape");
-  std::vector<int64_t> strides(shape.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (indexes.shape(d) != shape[d]) throw py::value_error("indexes do not match the symbols' shape");
-    if (indexes.strides(d) % 4 != 0) throw py::value_error("indexes must be aligned to int32");
-    strides[d] = indexes.strides(d) / 4;
+  if (indexes.dtype().kind() != 'i' || indexes.itemsize() != 4) throw py::type_error("indexes must be an int32 array");
+  const size_t nd = shape.size(), ni = static_cast<size_t>(indexes.ndim());
+  auto mismatch = [&] {
+    std::string have, want;
+    for (size_t d = 0; d < ni; ++d) have += std::to_string(indexes.shape(d)) + (d + 1 < ni ? ", " : "");
+    for (size_t d = 0; d < nd; ++d) want += std::to_string(shape[d]) + (d + 1 < nd ? ", " : "");
+    return py::value_error("indexes of shape (" + have + ") do not broadcast to shape (" + want + ")");
+  };
+  if (ni > nd) throw mismatch();
+  std::vector<int64_t> strides(nd, 0);
+  for (size_t k = 0; k < ni; ++k) {
+    const size_t d = nd - ni + k;
+    if (indexes.shape(k) == shape[d]) {
+      if (indexes.strides(k) % 4 != 0) throw py::value_error("indexes must be aligned to int32");
+      strides[d] = indexes.strides(k) / 4;
+    } else if (indexes.shape(k) != 1) {
+      throw mismatch();
+    }
   }
   return IndexSource(static_cast<const int32_t*>(indexes.data()), shape, strides,
                      static_cast<uint32_t>(tables.size()));
@@ -119,8 +129,10 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "decode",
-      [](const py::bytes& data, const Tables& tables, const py::array& indexes, int threads) {
-        const std::vector<int64_t> shape = shape_of(indexes);
+      [](const py::bytes& data, const Tables& tables, const py::array& indexes, const std::vector<int64_t>& shape,
+         int threads) {
+        for (int64_t d : shape)
+          if (d < 0) throw py::value_error("shape must not have negative dimensions");
         const IndexSource source = index_source(indexes, shape, tables);
         Int32Array out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
         const std::string_view view = data;  // bytes are immutable: safe without the GIL
@@ -132,7 +144,7 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
       },
-      py::arg("data"), py::arg("tables"), py::arg("indexes"), py::arg("threads"));
+      py::arg("data"), py::arg("tables"), py::arg("indexes"), py::arg("shape"), py::arg("threads"));
 
   m.def(
       "information_content",

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "tables.h"
 
@@ -34,11 +35,22 @@ inline uint64_t mulhi64(uint64_t a, uint64_t b) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
 }
 
+// Little-endian 32-bit words at any alignment.
 inline void store_u32(uint8_t* p, uint32_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::memcpy(p, &v, 4);
+#else
   for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(v >> (8 * b));
+#endif
 }
 inline uint32_t load_u32(const uint8_t* p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+#else
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+#endif
 }
 
 // --- encoder; `out` points at the first byte written so far -------------------
@@ -46,11 +58,12 @@ inline uint32_t load_u32(const uint8_t* p) {
 // take: the word is stored unconditionally and kept only when emitted.
 
 inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_t*& out) {
-  const uint64_t x_max = uint64_t{sym.freq} << (63 - precision);
-  const bool emit = x >= x_max;
+  // Branch-free: the word is stored either way and kept only when emitted
+  // (emissions come at random, a branch would mispredict).
+  const uint64_t emit = x >= (uint64_t{sym.freq} << (63 - precision));
   store_u32(out - 4, static_cast<uint32_t>(x));
-  out -= emit ? 4 : 0;
-  x = emit ? x >> 32 : x;
+  out -= 4 * emit;
+  x >>= 32 * emit;
   // floor(x / freq) = floor(2x * rcp / 2^(64 + shift)), rcp = ceil(2^(63 + shift) / freq),
   // shift = ceil(log2 freq): exact for x < 2^63 (the error is below 1/freq).
   const uint64_t q = mulhi64(x << 1, sym.rcp) >> sym.shift;
