@@ -2,14 +2,15 @@
 //
 // chunk_kernels.inc holds every per-symbol loop.  It is compiled for the
 // baseline instruction set (chunk_generic.cpp) and, on x86-64, for
-// x86-64-v3 (AVX2, BMI2: chunk_x86_64_v3.cpp), about 1.6x faster.  The
-// message layer (codec.cpp) calls whichever chunk_kernels() picks: the best
-// the CPU supports, or the one named by the environment variable
-// FEATCODEC_ISA ("generic" or "x86-64-v3") when set.  Both produce and
-// accept exactly the same bytes.
+// x86-64-v3 (AVX2, BMI2) and x86-64-v4 (AVX-512, with vectorized 8-lane
+// loops).  The message layer (codec.cpp) calls whichever chunk_kernels()
+// picks: the best the CPU supports, or at most the level named by the
+// environment variable FEATCODEC_ISA ("generic", "x86-64-v3", "x86-64-v4").
+// All produce and accept exactly the same bytes.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "codec.h"
 
@@ -35,12 +36,18 @@ struct ChunkKernels {
 namespace generic {
 extern const ChunkKernels kernels;
 }
-#ifdef FEATCODEC_HAVE_X86_64_V3
+#ifdef FEATCODEC_HAVE_X86_64_LEVELS
 namespace x86_64_v3 {
+extern const ChunkKernels kernels;
+}
+namespace x86_64_v4 {
 extern const ChunkKernels kernels;
 }
 #endif
 
 const ChunkKernels& chunk_kernels();
+// Switches to the kernels of `isa` ("generic", "x86-64-v3", "x86-64-v4");
+// false if this build or CPU lacks them.  For tests and benchmarks.
+bool select_kernels(const std::string& isa);
 
 }  // namespace featcodec

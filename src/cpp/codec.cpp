@@ -110,18 +110,41 @@ void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& ta
 
 // --- kernel choice -----------------------------------------------------------
 
-const ChunkKernels& chunk_kernels() {
-  static const ChunkKernels& chosen = [] () -> const ChunkKernels& {
-    const char* forced = std::getenv("FEATCODEC_ISA");
-    const std::string name = forced ? forced : "";
-#ifdef FEATCODEC_HAVE_X86_64_V3
-    __builtin_cpu_init();
-    const bool v3 = __builtin_cpu_supports("x86-64-v3");
-    if (v3 && (name.empty() || name == "x86-64-v3")) return x86_64_v3::kernels;
+namespace {
+
+// The kernels of an instruction-set level, if this build and CPU have them.
+const ChunkKernels* kernels_for(const std::string& isa) {
+  if (isa == "generic") return &generic::kernels;
+#ifdef FEATCODEC_HAVE_X86_64_LEVELS
+  __builtin_cpu_init();
+  if (isa == "x86-64-v3" && __builtin_cpu_supports("x86-64-v3")) return &x86_64_v3::kernels;
+  if (isa == "x86-64-v4" && __builtin_cpu_supports("x86-64-v4")) return &x86_64_v4::kernels;
 #endif
-    return generic::kernels;
-  }();
-  return chosen;
+  return nullptr;
+}
+
+std::atomic<const ChunkKernels*> selected_kernels{nullptr};
+
+}  // namespace
+
+// The best level the CPU has, capped by FEATCODEC_ISA when that is set.
+const ChunkKernels& chunk_kernels() {
+  const ChunkKernels* k = selected_kernels.load(std::memory_order_acquire);
+  if (k) return *k;
+  static const char* const kLevels[] = {"generic", "x86-64-v3", "x86-64-v4"};
+  const char* forced = std::getenv("FEATCODEC_ISA");
+  int cap = 2;
+  for (int i = 0; i < 3; ++i)
+    if (forced && std::string(forced) == kLevels[i]) cap = i;
+  for (int i = cap; i >= 0 && !k; --i) k = kernels_for(kLevels[i]);
+  selected_kernels.store(k, std::memory_order_release);
+  return *k;
+}
+
+bool select_kernels(const std::string& isa) {
+  const ChunkKernels* k = kernels_for(isa);
+  if (k) selected_kernels.store(k, std::memory_order_release);
+  return k != nullptr;
 }
 
 // --- IndexSource -----------------------------------------------------------------
