@@ -16,7 +16,7 @@ def as_int32(values: object, what: str) -> np.ndarray:
     """``values`` as a C-contiguous int32 array; integers outside int32 raise."""
     array = np.asarray(values)
     if array.dtype == np.int32:
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
     if array.dtype.kind not in "iu":
         if array.size == 0 and array.dtype.kind == "f":  # np.asarray([]) is float64
             return np.zeros(array.shape, dtype=np.int32)
@@ -26,7 +26,7 @@ def as_int32(values: object, what: str) -> np.ndarray:
         if low < _INT32.min or high > _INT32.max:
             bad = low if low < _INT32.min else high
             raise ValueError(f"{what} must fit in int32; got {bad}")
-    return np.ascontiguousarray(array, dtype=np.int32)
+    return np.asarray(array, dtype=np.int32, order="C")
 
 
 def as_shape(shape: object) -> tuple[int, ...]:

@@ -1,5 +1,6 @@
 #include "quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <queue>
 #include <stdexcept>
@@ -70,16 +71,21 @@ void quantize_pmf(const double* p, int64_t n, int precision, uint32_t* freq) {
                                 std::to_string(precision));
 
   // Fixed-point weights w_i = floor(p_i / sum * 2^62).
-  double sum = 0.0;
+  // Normalize by the largest value first, so that huge finite values cannot
+  // overflow the sum.  Every operation is an exactly rounded IEEE one.
+  double largest = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    if (!(p[i] >= 0.0)) throw std::invalid_argument("probabilities must be non-negative numbers");
-    sum += p[i];
+    if (!(p[i] >= 0.0) || !std::isfinite(p[i]))
+      throw std::invalid_argument("probabilities must be finite non-negative numbers");
+    largest = std::max(largest, p[i]);
   }
-  if (!(sum > 0.0) || !std::isfinite(sum)) throw std::invalid_argument("probabilities must have a positive finite sum");
+  if (!(largest > 0.0)) throw std::invalid_argument("probabilities must not all be zero");
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += p[i] / largest;
   std::vector<uint64_t> w(n);
   u128 w_total = 0;
   for (int64_t i = 0; i < n; ++i) {
-    w[i] = static_cast<uint64_t>(std::ldexp(p[i] / sum, 62));
+    w[i] = static_cast<uint64_t>(std::ldexp((p[i] / largest) / sum, 62));
     w_total += w[i];
   }
 

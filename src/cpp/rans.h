@@ -74,7 +74,7 @@ inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_
 
 struct WordReader {
   const uint8_t* words;
-  size_t size;     // bytes, a multiple of 4
+  size_t size;     // bytes it may read
   size_t pos = 0;  // passes `size` only on corrupt input: checked after the chunk
 };
 
@@ -82,17 +82,14 @@ struct WordReader {
 // zeros are shifted in and pos marks the overrun.  The exception is a lane's
 // start-up phase (its last symbols in decoding order, coded while the
 // encoder's state was still below L), where nothing was emitted.
-// A single lane needs no count: its start-up symbols are exactly those that
-// find x < L with no words left.
 // A branch, not a select: a predicted branch lets the lanes run ahead, where
 // a select would chain every lane through `pos`.
-template <bool kSingleLane>
 inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
   if (__builtin_expect(x >= kStateLow, 1) || startup) return x;
-  if (reader.pos < reader.size) {
+  if (reader.pos + 4 <= reader.size) {
     x = (x << 32) | load_u32(reader.words + reader.pos);
     reader.pos += 4;
-  } else if (!kSingleLane) {
+  } else {
     x <<= 32;
     reader.pos = reader.size + 4;
   }
@@ -102,7 +99,6 @@ inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
 // Decodes one symbol of `row`; returns its index in [0, row.length] (length
 // is the escape).  Any state gives a valid index, so corrupt input cannot
 // make it read outside the row.
-template <bool kSingleLane>
 inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int lookup_shift,
                             WordReader& reader, bool startup = false) {
   const uint32_t slot = static_cast<uint32_t>(x) & ((uint32_t{1} << precision) - 1);
@@ -113,7 +109,7 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
   while (__builtin_expect(row.cdf[s + 1] <= slot, 0)) ++s;
   const uint32_t start = row.cdf[s];
   x = uint64_t{row.cdf[s + 1] - start} * (x >> precision) + slot - start;
-  x = renormalize<kSingleLane>(x, reader, startup);
+  x = renormalize(x, reader, startup);
   return s;
 }
 

@@ -135,7 +135,7 @@ std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int6
     for (uint32_t k = 0; k < len; ++k) {
       if (!std::isfinite(row[k])) throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
       if (row[k] < 0.0) throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
-      sum += row[k];
+      sum += row[k];  // may overflow to inf for huge values: then it is >= 1
     }
     if (!(sum > 0.0)) throw std::invalid_argument(row_name(i) + ": pmf is all zero");
     row.push_back(sum < 1.0 ? 1.0 - sum : 0.0);  // escape
