@@ -28,7 +28,7 @@ struct ChunkKernels {
   void (*encode)(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
                  const Tables& tables, Message::Chunk& part);
   // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if bad.
-  void (*decode)(int lanes, const uint8_t* data, size_t size, int64_t begin, int64_t count,
+  void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
                  const IndexSource& indexes, const Tables& tables, int32_t* out);
   const char* isa;
 };

@@ -18,17 +18,17 @@ namespace featcodec {
 namespace {
 
 
-// --- header byte: version (3 bits) | reserved (0) | checksum | chunked | log2(lanes) (2 bits)
+// --- header byte: version (3 bits) | escapes | checksum | chunked | log2(lanes) (2 bits)
 struct Header {
   int version;
-  bool reserved;
+  bool escapes;  // chunks carry an escape stream
   bool checksum;
   bool chunked;
   int lanes;
 };
 uint8_t pack_header(const Header& h) {
   const int log2_lanes = h.lanes == 8 ? 3 : h.lanes == 4 ? 2 : h.lanes == 2 ? 1 : 0;
-  return static_cast<uint8_t>(h.version << 5 | h.reserved << 4 | h.checksum << 3 | h.chunked << 2 | log2_lanes);
+  return static_cast<uint8_t>(h.version << 5 | h.escapes << 4 | h.checksum << 3 | h.chunked << 2 | log2_lanes);
 }
 Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), bool(b & 4), 1 << (b & 3)}; }
 
@@ -63,6 +63,15 @@ uint32_t message_checksum(const std::vector<uint64_t>& chunk_hashes) {
   uint64_t h = 0x452821E638D01377ULL;
   for (uint64_t c : chunk_hashes) h = fmix64(h ^ c);
   return static_cast<uint32_t>(h);
+}
+
+// The bytes before a chunk's words: lane states, start-up counts (several
+// lanes only), and the escape stream's size when the message has escapes.
+void finish_chunk_head(Message::Chunk& part, bool escapes) {
+  for (uint64_t s : part.states) put_varint(part.head, s);
+  if (part.states.size() > 1)
+    for (uint64_t c : part.startup) put_varint(part.head, c);
+  if (escapes) put_varint(part.head, part.escape_bytes.size());
 }
 
 // Runs task(c) for c in [0, n) on up to `threads` threads; rethrows the first
@@ -251,7 +260,10 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
     if (options.checksum) hashes[c] = chunk_hash(symbols + begin, count);
   });
 
-  const Header header{kFormatVersion, false, options.checksum, n_chunks > 1, lanes};
+  bool escapes = false;
+  for (const Message::Chunk& part : message.chunks) escapes |= !part.escape_bytes.empty();
+  for (Message::Chunk& part : message.chunks) finish_chunk_head(part, escapes);
+  const Header header{kFormatVersion, escapes, options.checksum, n_chunks > 1, lanes};
   message.head.push_back(pack_header(header));
   if (header.chunked) {
     message.head.push_back(static_cast<uint8_t>(options.chunk_bits));
@@ -276,7 +288,7 @@ void Message::write(uint8_t* out) const {
   for (const Chunk& c : chunks) {
     std::memcpy(out, c.head.data(), c.head.size());
     std::memcpy(out + c.head.size(), c.words, c.words_size);
-    std::memcpy(out + c.head.size() + c.words_size, c.tail.data(), c.tail.size());
+    std::memcpy(out + c.head.size() + c.words_size, c.escape_bytes.data(), c.escape_bytes.size());
     out += c.size();
   }
 }
@@ -287,7 +299,7 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   const uint8_t* const end = data + size;
   if (size < 1) throw DecodeError("empty message");
   const Header header = unpack_header(*p++);
-  if (header.version != kFormatVersion || header.reserved)
+  if (header.version != kFormatVersion)
     throw DecodeError("not a featcodec message, or an unsupported format version (" +
                       std::to_string(header.version) + ")");
   const int64_t n = indexes.size();
@@ -334,7 +346,7 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   const ChunkKernels& kernels = chunk_kernels();
   parallel_for(n_chunks, threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    kernels.decode(header.lanes, starts[c], lengths[c], begin, count, indexes, tables, out);
+    kernels.decode(header.lanes, starts[c], lengths[c], header.escapes, begin, count, indexes, tables, out);
     if (header.checksum) hashes[c] = chunk_hash(out + begin, count);
   });
   if (header.checksum && message_checksum(hashes) != expected_checksum)

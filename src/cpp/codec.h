@@ -54,12 +54,13 @@ struct EncodeOptions {
 // where it wants them (one copy) without a contiguous temporary.
 struct Message {
   struct Chunk {
-    std::vector<uint8_t> head;  // lane states, start-up counts
+    std::vector<uint64_t> states, startup;  // per lane
+    std::vector<uint8_t> escape_bytes;
+    std::vector<uint8_t> head;  // lane states, start-up counts, escape stream size
     std::unique_ptr<uint8_t[]> storage;
     const uint8_t* words = nullptr;  // inside storage
     size_t words_size = 0;
-    std::vector<uint8_t> tail;  // the escape stream, reversed
-    size_t size() const { return head.size() + words_size + tail.size(); }
+    size_t size() const { return head.size() + words_size + escape_bytes.size(); }
   };
   std::vector<uint8_t> head;  // header byte, chunk directory, checksum
   std::vector<Chunk> chunks;

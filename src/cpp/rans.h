@@ -15,8 +15,8 @@
 // Every lane starts its encoder at x = 0 rather than L: the state grows
 // through [0, L) (its start-up phase, never emitting) before its first word,
 // so the final flush holds only information, not the 31 bits of L.  The
-// decoder must then not read words for a lane's start-up symbols, so a chunk
-// records how many each lane has (see codec.cpp); the decoder ends at 0.
+// decoder must then not read words for a lane's start-up symbols (see
+// renormalize); it ends at 0.
 //
 #pragma once
 
@@ -74,22 +74,30 @@ inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_
 
 struct WordReader {
   const uint8_t* words;
-  size_t size;     // bytes it may read
-  size_t pos = 0;  // passes `size` only on corrupt input: checked after the chunk
+  size_t size;           // bytes, a multiple of 4 in a valid message
+  size_t pos = 0;        // passes `size` only on corrupt input
+  bool corrupt = false;  // a read no encoder would have caused
 };
 
-// Reads a word when x < L: the encoder emitted one there.  Past the end,
-// zeros are shifted in and pos marks the overrun.  The exception is a lane's
-// start-up phase (its last symbols in decoding order, coded while the
-// encoder's state was still below L), where nothing was emitted.
-// A branch, not a select: a predicted branch lets the lanes run ahead, where
-// a select would chain every lane through `pos`.
+// A word is read after a symbol whose encoding emitted one, which the
+// encoder did when x >= f * 2^(63 - P) >= 2^47: so x >= 2^15 after it.
+constexpr uint64_t kMinRefillState = uint64_t{1} << 15;
+
+// Reads a word when x < L: the encoder emitted one there.  The exception is
+// a lane's start-up phase (its last symbols in decoding order, coded while
+// the encoder's state was still below L), where nothing was emitted.  Several
+// lanes are told which symbols those are (`startup`); a single lane is in it
+// exactly when its words are used up.  Past the end, zeros are shifted in and
+// pos marks the overrun.  A branch, not a select: a predicted branch lets the
+// lanes run ahead, where a select would chain every lane through `pos`.
+template <bool kSingleLane>
 inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
   if (__builtin_expect(x >= kStateLow, 1) || startup) return x;
   if (reader.pos + 4 <= reader.size) {
+    reader.corrupt |= x < kMinRefillState;
     x = (x << 32) | load_u32(reader.words + reader.pos);
     reader.pos += 4;
-  } else {
+  } else if (!kSingleLane) {
     x <<= 32;
     reader.pos = reader.size + 4;
   }
@@ -99,6 +107,7 @@ inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
 // Decodes one symbol of `row`; returns its index in [0, row.length] (length
 // is the escape).  Any state gives a valid index, so corrupt input cannot
 // make it read outside the row.
+template <bool kSingleLane>
 inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int lookup_shift,
                             WordReader& reader, bool startup = false) {
   const uint32_t slot = static_cast<uint32_t>(x) & ((uint32_t{1} << precision) - 1);
@@ -109,7 +118,7 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
   while (__builtin_expect(row.cdf[s + 1] <= slot, 0)) ++s;
   const uint32_t start = row.cdf[s];
   x = uint64_t{row.cdf[s + 1] - start} * (x >> precision) + slot - start;
-  x = renormalize(x, reader, startup);
+  x = renormalize<kSingleLane>(x, reader, startup);
   return s;
 }
 
