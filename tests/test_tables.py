@@ -145,13 +145,21 @@ def test_empty_parametric_family():
 
 
 def test_huge_finite_pmf_values_are_normalized():
-    # KNOWN BUG (fails on 340fa22).
+    # REGRESSION (failed on 340fa22, fixed in 30662ff).
     # "pmf: non-negative floats ... a row summing to 1 or more is normalized".
-    # Both values are finite; their sum overflows to inf in the quantizer,
-    # which then raises "probabilities must have a positive finite sum"
+    # Both values are finite; their sum overflowed to inf in the quantizer,
+    # which then raised "probabilities must have a positive finite sum"
     # (without naming the row) instead of normalizing to [0.5, 0.5].
     big = fc.CdfTables.from_pmf(np.array([[1e308, 1e308]]), [0])
     assert big == fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0])
+    # The largest double, several in a row, and beside tiny values.
+    top = np.finfo(np.float64).max
+    assert fc.CdfTables.from_pmf(np.array([[top] * 4]), [0]) == fc.CdfTables.from_pmf(np.array([[0.25] * 4]), [0])
+    mixed = fc.CdfTables.from_pmf(np.array([[top, 0.0, 1e-300, top / 2]]), [0], precision=12)
+    check_invariants(mixed)
+    assert mixed.freqs(0).tolist()[-1] == 1, "a row summing to more than 1 has the minimal escape"
+    f = mixed.freqs(0).tolist()
+    assert f[1] == f[2] == 1 and abs(f[0] - 2 * f[3]) <= 2, f
 
 
 # --- rate-optimality ------------------------------------------------------------------
@@ -252,7 +260,8 @@ def test_rate_optimal_beats_naive_rounding_example():
         t = fc.CdfTables.from_pmf(row[None], [0], precision=precision)
         p = coding_distribution(row)
         got = sum(-pi * math.log2(fi / m) for pi, fi in zip(p, t.freqs(0)) if pi > 0)
-        assert got == pytest.approx(brute_force_expected_length(p, m), rel=1e-9)
+        best = brute_force_expected_length(p, m) if precision < 6 else optimal_expected_length(p, m)
+        assert got == pytest.approx(best, rel=1e-9)
 
 
 # --- parametric tables against stdlib references -------------------------------------
@@ -262,14 +271,17 @@ def test_rate_optimal_beats_naive_rounding_example():
     st.sampled_from(FAMILIES),
     st.integers(2, 16),
     st.floats(0.0, 1.0),  # log-position of the scale in [0.01, 4 * h_max]
-    st.sampled_from([fc.DEFAULT_TAIL_MASS, 1e-3, 1e-8]),
+    st.sampled_from([None, 1e-5, 1e-3, 1e-8]),
 )
 def test_parametric_matches_reference(family, precision, scale_fraction, tail_mass):
     m = 1 << precision
+    requested = tail_mass
+    if tail_mass is None:
+        tail_mass = fc.default_tail_mass(precision)
     h_max = 2 ** (precision - 1) - 1
     # Scales from 0.01 up to about 4 * h_max (where the support saturates).
     scale = math.exp(math.log(0.01) + scale_fraction * (math.log(4 * h_max + 1) - math.log(0.01)))
-    t = getattr(fc.CdfTables, family)([scale], precision=precision, tail_mass=tail_mass)
+    t = getattr(fc.CdfTables, family)([scale], precision=precision, tail_mass=requested)
     h = -int(t.offsets[0])
     f = t.freqs(0)
 
@@ -305,12 +317,24 @@ def test_parametric_scale_extremes(family):
     assert scale == getattr(fc.CdfTables, family)([3.0])
 
 
-def test_gaussian_default_support_is_about_4_4_sigma():
-    t = fc.CdfTables.gaussian([1.0, 10.0, 100.0])
-    # Smallest h with erfc((h + 1/2) / (s sqrt 2)) <= 1e-5, from math.erfc.
-    np.testing.assert_array_equal(-t.offsets, [4, 44, 442])
-    t2 = fc.CdfTables.gaussian([10.0], tail_mass=1e-3)
-    assert -t2.offsets[0] == 33
+def test_default_tail_mass():
+    # Documented: 2 / 2**precision.
+    for precision in range(2, 17):
+        assert fc.default_tail_mass(precision) == 2.0 ** (1 - precision)
+    for family in FAMILIES:
+        for precision in (4, 11, 16):
+            default = getattr(fc.CdfTables, family)([0.3, 7.0, 90.0], precision=precision)
+            explicit = getattr(fc.CdfTables, family)([0.3, 7.0, 90.0], precision=precision,
+                                                     tail_mass=fc.default_tail_mass(precision))
+            assert default == explicit
+
+
+def test_gaussian_support_examples():
+    # Smallest h with erfc((h + 1/2) / (s sqrt 2)) <= tail mass, from math.erfc.
+    t = fc.CdfTables.gaussian([1.0, 10.0, 100.0])  # default tail mass at 16 bits: 2**-15
+    np.testing.assert_array_equal(-t.offsets, [4, 42, 417])
+    np.testing.assert_array_equal(-fc.CdfTables.gaussian([1.0, 10.0, 100.0], tail_mass=1e-5).offsets, [4, 44, 442])
+    assert -fc.CdfTables.gaussian([10.0], tail_mass=1e-3).offsets[0] == 33
 
 
 # --- determinism and serialization --------------------------------------------------
@@ -347,7 +371,7 @@ import hashlib, json, numpy as np, featcodec as fc
 out = {{}}
 for fam in ("gaussian", "laplace", "logistic"):
     for p in (8, 12, 16):
-        t = getattr(fc.CdfTables, fam)({SCALES!r}, precision=p)
+        t = getattr(fc.CdfTables, fam)({SCALES!r}, precision=p, tail_mass=1e-5)
         out[f"{{fam}} {{p}}"] = hashlib.sha256(t.to_bytes()).hexdigest()[:32]
 for p in (4, 10, 16):
     t = fc.CdfTables.from_pmf(np.array({GOLDEN_PMF!r}), {GOLDEN_OFFSETS!r}, precision=p)

@@ -283,13 +283,16 @@ size_t Message::size() const {
 }
 
 void Message::write(uint8_t* out) const {
-  std::memcpy(out, head.data(), head.size());
-  out += head.size();
+  // memcpy from an empty vector's null data() is undefined even for 0 bytes.
+  auto put = [&out](const uint8_t* data, size_t size) {
+    if (size) std::memcpy(out, data, size);
+    out += size;
+  };
+  put(head.data(), head.size());
   for (const Chunk& c : chunks) {
-    std::memcpy(out, c.head.data(), c.head.size());
-    std::memcpy(out + c.head.size(), c.words, c.words_size);
-    std::memcpy(out + c.head.size() + c.words_size, c.escape_bytes.data(), c.escape_bytes.size());
-    out += c.size();
+    put(c.head.data(), c.head.size());
+    put(c.words, c.words_size);
+    put(c.escape_bytes.data(), c.escape_bytes.size());
   }
 }
 

@@ -79,22 +79,21 @@ struct WordReader {
   bool corrupt = false;  // a read no encoder would have caused
 };
 
-// A word is read after a symbol whose encoding emitted one, which the
-// encoder did when x >= f * 2^(63 - P) >= 2^47: so x >= 2^15 after it.
-constexpr uint64_t kMinRefillState = uint64_t{1} << 15;
-
 // Reads a word when x < L: the encoder emitted one there.  The exception is
 // a lane's start-up phase (its last symbols in decoding order, coded while
 // the encoder's state was still below L), where nothing was emitted.  Several
 // lanes are told which symbols those are (`startup`); a single lane is in it
 // exactly when its words are used up.  Past the end, zeros are shifted in and
-// pos marks the overrun.  A branch, not a select: a predicted branch lets the
-// lanes run ahead, where a select would chain every lane through `pos`.
+// pos marks the overrun.  An encoder emits before a symbol of frequency f only
+// when x >= f * 2^(63 - P), which leaves x >= f * 2^(31 - P): a read below
+// that is one no encoder causes (`corrupt`).  A branch, not a select: a
+// predicted branch lets the lanes run ahead, where a select would chain every
+// lane through `pos`.
 template <bool kSingleLane>
-inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup) {
+inline uint64_t renormalize(uint64_t x, WordReader& reader, bool startup, uint32_t freq, int precision) {
   if (__builtin_expect(x >= kStateLow, 1) || startup) return x;
   if (reader.pos + 4 <= reader.size) {
-    reader.corrupt |= x < kMinRefillState;
+    reader.corrupt |= x < (uint64_t{freq} << (31 - precision));
     x = (x << 32) | load_u32(reader.words + reader.pos);
     reader.pos += 4;
   } else if (!kSingleLane) {
@@ -116,9 +115,9 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
   // then a loop that rarely runs.  cdf[length + 1] = M > slot stops both.
   s += row.cdf[s + 1] <= slot;
   while (__builtin_expect(row.cdf[s + 1] <= slot, 0)) ++s;
-  const uint32_t start = row.cdf[s];
-  x = uint64_t{row.cdf[s + 1] - start} * (x >> precision) + slot - start;
-  x = renormalize<kSingleLane>(x, reader, startup);
+  const uint32_t start = row.cdf[s], freq = row.cdf[s + 1] - start;
+  x = uint64_t{freq} * (x >> precision) + slot - start;
+  x = renormalize<kSingleLane>(x, reader, startup, freq, precision);
   return s;
 }
 

@@ -1,0 +1,392 @@
+"""A pure-Python model of the message format of docs/format.md (version 1).
+
+Written from the spec alone, independently of src/cpp, and slow: it is for
+small messages in tests.  ``encode`` must produce exactly the library's
+bytes, and ``decode`` must accept exactly the library's messages (and reject
+what docs/format.md says a decoder rejects, raising ``FormatError``).
+
+Tables are used only through ``CdfTables.precision``, ``offsets``,
+``lengths`` and ``freqs(i)``.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+VERSION = 1
+STATE_LOW = 1 << 31
+ESCAPE_LENGTH_BITS = 6
+MAX_ESCAPE_BITS = 33
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+MASK64 = (1 << 64) - 1
+HASH_MUL = 0x9E3779B97F4A7C15
+
+
+class FormatError(ValueError):
+    """What docs/format.md says a decoder rejects."""
+
+
+# --- bytes ---------------------------------------------------------------------------------
+
+
+def varint(v: int) -> bytes:
+    """Unsigned LEB128."""
+    assert v >= 0
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+# A varint longer than the largest legal value needs is rejected: 9 bytes for
+# a lane state (< 2^63), 5 for a start-up count (<= 2^30 symbols a chunk) and
+# a chunk length in the directory.
+STATE_VARINT_BYTES = 9
+COUNT_VARINT_BYTES = 5
+
+
+def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> tuple[int, int]:
+    value = 0
+    for i in range(max_bytes):
+        if pos >= len(data):
+            raise FormatError("truncated varint")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << (7 * i)
+        if b < 0x80:
+            return value, pos
+    raise FormatError("varint too long")
+
+
+def lanes_for(symbols_per_chunk: int) -> int:
+    n = symbols_per_chunk
+    return 1 if n < 1024 else 2 if n < 16384 else 4 if n < 65536 else 8
+
+
+def header_byte(checksum: bool, chunked: bool, lanes: int, escapes: bool = False) -> int:
+    return (VERSION << 5 | int(escapes) << 4 | int(checksum) << 3 | int(chunked) << 2
+            | (lanes.bit_length() - 1))
+
+
+def parse_header(b: int) -> dict:
+    """Bits 7-5 version | 4 escapes | 3 checksum | 2 chunked | 1-0 log2(lanes)."""
+    return dict(version=b >> 5, escapes=bool(b & 16), checksum=bool(b & 8), chunked=bool(b & 4), lanes=1 << (b & 3))
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+class Rows:
+    """Per-row (offset, length, freqs, cdf) taken from a CdfTables."""
+
+    def __init__(self, tables):
+        self.precision = int(tables.precision)
+        self.offset = [int(v) for v in tables.offsets]
+        self.length = [int(v) for v in tables.lengths]
+        self.freq = [[int(f) for f in tables.freqs(i)] for i in range(len(tables))]
+        self.cdf = []
+        for f in self.freq:
+            c = [0]
+            for v in f:
+                c.append(c[-1] + v)
+            assert c[-1] == 1 << self.precision
+            self.cdf.append(c)
+
+    def symbol(self, row: int, v: int) -> int:
+        """Symbol index of value v: v - offset in the support, else the escape (= length)."""
+        s = v - self.offset[row]
+        return s if 0 <= s < self.length[row] else self.length[row]
+
+
+# --- escape stream ----------------------------------------------------------------------------
+
+
+def escape_code(v: int, lo: int, hi: int) -> int:
+    """e = u + 1 for a value outside [lo, hi)."""
+    u = 2 * (v - hi) if v >= hi else 2 * (lo - 1 - v) + 1
+    return u + 1
+
+
+def escape_value(e: int, lo: int, hi: int) -> int:
+    u = e - 1
+    return lo - 1 - (u >> 1) if u & 1 else hi + (u >> 1)
+
+
+class BitWriter:
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def put(self, v: int, k: int) -> None:
+        self.bits.extend((v >> i) & 1 for i in range(k))  # LSB first
+
+    def to_bytes(self) -> bytes:
+        out = bytearray((len(self.bits) + 7) // 8)
+        for i, bit in enumerate(self.bits):
+            out[i // 8] |= bit << (i % 8)
+        return bytes(out)
+
+
+def escape_entry(bits: BitWriter, e: int) -> None:
+    nb = e.bit_length() - 1
+    assert 0 <= nb <= MAX_ESCAPE_BITS
+    bits.put(nb, ESCAPE_LENGTH_BITS)
+    bits.put(e & ((1 << nb) - 1), nb)
+
+
+def escape_stream(entries: list[int]) -> bytes:
+    """The escape stream of the codes e, in decoding order (stored as is, forward)."""
+    bits = BitWriter()
+    for e in entries:
+        escape_entry(bits, e)
+    return bits.to_bytes()
+
+
+# --- one chunk ---------------------------------------------------------------------------------
+
+
+class EncodedChunk:
+    """A chunk's parts; its bytes depend on the message's escapes bit."""
+
+    def __init__(self, states, startup, words, stream):
+        self.states, self.startup, self.words, self.stream = states, startup, words, stream
+
+    def to_bytes(self, escapes: bool) -> bytes:
+        head = b"".join(varint(x) for x in self.states)
+        if len(self.states) > 1:  # a single lane stores no start-up count
+            head += b"".join(varint(k) for k in self.startup)
+        if escapes:
+            head += varint(len(self.stream))
+        elif self.stream:
+            raise AssertionError("escapes in a message without the escapes bit")
+        return head + self.words + self.stream
+
+
+def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int) -> EncodedChunk:
+    P = rows.precision
+    M = 1 << P
+    state = [0] * lanes
+    startup = [0] * lanes
+    words: list[bytes] = []  # in encoding order; the decoder reads them reversed
+    escapes: list[int] = []  # in encoding order
+    for j in reversed(range(len(values))):
+        lane, row, v = j % lanes, indexes[j], values[j]
+        s = rows.symbol(row, v)
+        if s == rows.length[row]:
+            escapes.append(escape_code(v, rows.offset[row], rows.offset[row] + rows.length[row]))
+        f, c = rows.freq[row][s], rows.cdf[row][s]
+        x = state[lane]
+        if x < STATE_LOW:
+            startup[lane] += 1
+        if x >= f << (63 - P):
+            words.append(struct.pack("<I", x & 0xFFFFFFFF))
+            x >>= 32
+        x = (x // f) * M + (x % f) + c
+        assert x < 1 << 63
+        state[lane] = x
+    return EncodedChunk(state, startup, b"".join(reversed(words)), escape_stream(escapes[::-1]))
+
+
+def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool) -> list[int]:
+    """Decodes one chunk of len(indexes) symbols with every check of docs/format.md."""
+    P = rows.precision
+    M = 1 << P
+    n = len(indexes)
+    pos = 0
+    state = []
+    for _ in range(lanes):
+        x, pos = read_varint(data, pos, STATE_VARINT_BYTES)
+        if x >= 1 << 63:
+            raise FormatError("lane state >= 2^63")
+        state.append(x)
+    startup_begin = [n] * lanes  # a single lane: no count (its phase is where its words are used up)
+    if lanes > 1:
+        for lane in range(lanes):
+            k, pos = read_varint(data, pos)
+            n_lane = len(range(lane, n, lanes))
+            if k > n_lane:
+                raise FormatError("start-up count larger than the lane's symbol count")
+            startup_begin[lane] = n_lane - k
+    escape_size = 0
+    if escapes:
+        escape_size, pos = read_varint(data, pos)
+        if escape_size > len(data) - pos:
+            raise FormatError("escape stream larger than the chunk")
+    words = data[pos:len(data) - escape_size]
+    stream = data[len(data) - escape_size:]
+    word_pos = 0
+    bit_pos = 0
+
+    def get_bits(k: int) -> int:
+        nonlocal bit_pos
+        v = 0
+        for i in range(k):
+            if bit_pos >= 8 * len(stream):
+                raise FormatError("escape stream runs past its size")
+            v |= ((stream[bit_pos >> 3] >> (bit_pos & 7)) & 1) << i
+            bit_pos += 1
+        return v
+
+    out = []
+    for j in range(n):
+        lane, row = j % lanes, indexes[j]
+        x = state[lane]
+        slot = x % M
+        cdf = rows.cdf[row]
+        s = next(s for s in range(len(cdf) - 1) if cdf[s] <= slot < cdf[s + 1])
+        x = rows.freq[row][s] * (x >> P) + slot - cdf[s]
+        if lanes == 1:
+            read = x < STATE_LOW and word_pos + 4 <= len(words)
+        else:
+            read = x < STATE_LOW and j // lanes < startup_begin[lane]
+            if read and word_pos + 4 > len(words):
+                raise FormatError("words run past the chunk")
+        if read:
+            # An emitted word always leaves x >= f * 2^(31 - P): a read below is corrupt.
+            if x < rows.freq[row][s] << (31 - P):
+                raise FormatError("a word read while x < f * 2^(31 - P)")
+            x = x << 32 | struct.unpack_from("<I", words, word_pos)[0]
+            word_pos += 4
+        state[lane] = x
+        lo, length = rows.offset[row], rows.length[row]
+        if s < length:
+            out.append(lo + s)
+        else:
+            nb = get_bits(ESCAPE_LENGTH_BITS)
+            if nb > MAX_ESCAPE_BITS:
+                raise FormatError("escape length > 33")
+            v = escape_value(1 << nb | get_bits(nb), lo, lo + length)
+            if not INT32_MIN <= v <= INT32_MAX:
+                raise FormatError("escaped value outside int32")
+            out.append(v)
+    if word_pos != len(words):
+        raise FormatError("words left unread")
+    if (bit_pos + 7) // 8 != len(stream):
+        raise FormatError("escape bytes left unread")
+    if bit_pos % 8 and stream[-1] >> (bit_pos % 8):
+        raise FormatError("escape padding bits are not zero")
+    if any(state):
+        raise FormatError("a lane does not end at state 0")
+    return out
+
+
+# --- checksum -----------------------------------------------------------------------------------
+
+
+def _fmix64(k: int) -> int:
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & MASK64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & MASK64
+    k ^= k >> 33
+    return k
+
+
+def chunk_hash(values) -> int:
+    acc = [0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89]
+    for i, v in enumerate(values):
+        a = ((acc[i % 4] ^ (int(v) & 0xFFFFFFFF)) * HASH_MUL) & MASK64
+        acc[i % 4] = ((a << 29) | (a >> 35)) & MASK64
+    h = _fmix64((len(values) * HASH_MUL) & MASK64)
+    for a in acc:
+        h = _fmix64(h ^ a)
+    return h
+
+
+def checksum(values, chunk_size: int) -> int:
+    """The checksum of docs/format.md over values in C order, chunk by chunk."""
+    values = [int(v) for v in np.asarray(values).ravel()]
+    h = 0x452821E638D01377
+    for begin in range(0, len(values), chunk_size):
+        h = _fmix64(h ^ chunk_hash(values[begin:begin + chunk_size]))
+    return h & 0xFFFFFFFF
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def encode(values, tables, indexes, checksum_on: bool = True, chunk_size: int = 2**19) -> bytes:
+    """The message for ``values`` (any shape, C order); ``indexes`` broadcast to it."""
+    values = np.asarray(values)
+    idx = [int(i) for i in np.broadcast_to(np.asarray(indexes), values.shape).ravel()]
+    vals = [int(v) for v in values.ravel()]
+    n = len(vals)
+    rows = Rows(tables)
+    chunk_bits = chunk_size.bit_length() - 1
+    assert chunk_size == 1 << chunk_bits and 4 <= chunk_bits <= 30
+    n_chunks = -(-n // chunk_size)
+    lanes = lanes_for(min(n, chunk_size))
+    parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes)
+             for b in range(0, n, chunk_size)]
+    escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
+    chunks = [p.to_bytes(escapes) for p in parts]
+    out = bytearray([header_byte(checksum_on, n_chunks > 1, lanes, escapes)])
+    if n_chunks > 1:
+        out.append(chunk_bits)
+        for c in chunks[:-1]:
+            out += varint(len(c))
+    if checksum_on:
+        out += struct.pack("<I", checksum(vals, chunk_size))
+    for c in chunks:
+        out += c
+    return bytes(out)
+
+
+def decode(data: bytes, tables, indexes, shape=None) -> np.ndarray:
+    """Decodes a message for ``shape`` (default: the indexes' shape), with every
+    check of docs/format.md; raises FormatError."""
+    shape = tuple(np.shape(indexes) if shape is None else shape)
+    idx = [int(i) for i in np.broadcast_to(np.asarray(indexes), shape).ravel()]
+    n = len(idx)
+    rows = Rows(tables)
+    if not data:
+        raise FormatError("empty message")
+    h = parse_header(data[0])
+    if h["version"] != VERSION:
+        raise FormatError("unknown version")
+    pos = 1
+    chunk_size = max(n, 1)
+    if h["chunked"]:
+        if pos >= len(data):
+            raise FormatError("truncated header")
+        bits = data[pos]
+        pos += 1
+        if not 4 <= bits <= 30:
+            raise FormatError("chunk_bits out of range")
+        chunk_size = 1 << bits
+    n_chunks = -(-n // chunk_size)
+    if h["chunked"] and n_chunks < 2:
+        raise FormatError("chunked message for a single chunk")
+    if h["lanes"] != lanes_for(min(n, chunk_size)):
+        raise FormatError("lane count does not follow the rule")
+    lengths = []
+    for _ in range(max(n_chunks - 1, 0)):
+        length, pos = read_varint(data, pos)
+        lengths.append(length)
+    expected = None
+    if h["checksum"]:
+        if len(data) - pos < 4:
+            raise FormatError("truncated checksum")
+        expected = struct.unpack_from("<I", data, pos)[0]
+        pos += 4
+    remaining = len(data) - pos
+    if n == 0:
+        if remaining:
+            raise FormatError("data for an empty shape")
+    else:
+        if sum(lengths) > remaining:
+            raise FormatError("chunks shorter than listed")
+        lengths.append(remaining - sum(lengths))
+    out = []
+    for c, length in enumerate(lengths):
+        begin = c * chunk_size
+        out += decode_chunk(data[pos:pos + length], idx[begin:begin + chunk_size], rows, h["lanes"],
+                            h["escapes"])
+        pos += length
+    if expected is not None and checksum(out, chunk_size) != expected:
+        raise FormatError("checksum mismatch")
+    return np.array(out, dtype=np.int64).reshape(shape)

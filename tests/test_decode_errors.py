@@ -1,0 +1,635 @@
+"""Argument errors of the coding API, and decoding of wrong, corrupt,
+truncated or random bytes (which must raise DecodeError, never crash)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import pytest
+
+import featcodec as fc
+import format_reference as ref
+from strategies import INT32_MAX, INT32_MIN
+
+TABLES = fc.CdfTables.gaussian([0.5, 3.0, 40.0])
+
+
+@pytest.fixture(scope="module")
+def coded():
+    rng = np.random.default_rng(11)
+    x = np.rint(rng.normal(0, 4, (6, 50))).astype(np.int32)
+    idx = np.array([[0], [1], [2], [0], [1], [2]], dtype=np.int32)
+    return x, idx, fc.encode(x, TABLES, idx)
+
+
+# --- symbols ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "symbols, dtype_name",
+    [
+        (np.array([1.0, 2.0]), "float64"),
+        (np.array([1.0, 2.0], dtype=np.float32), "float32"),
+        (np.array([True, False]), "bool"),
+        (np.array([1, "a"], dtype=object), "object"),
+        (np.array(["1", "2"]), "<U1"),
+        ([1.5, 2.0], "float64"),
+        (np.array([1 + 2j]), "complex128"),
+        ([2**70], "object"),
+    ],
+)
+@pytest.mark.parametrize("api", ["encode", "information_content"])
+def test_non_integer_symbols_are_type_errors(symbols, dtype_name, api):
+    with pytest.raises(TypeError, match=f"symbols must be an integer array, got dtype {dtype_name}"):
+        getattr(fc, api)(symbols, TABLES, 0)
+
+
+@pytest.mark.parametrize(
+    "symbols, bad",
+    [
+        (np.array([0, 2**31]), 2**31),
+        (np.array([0, -(2**31) - 1]), -(2**31) - 1),
+        (np.array([5, 2**62, -(2**62)]), -(2**62)),
+        (np.array([0, 2**31], dtype=np.uint32), 2**31),
+        (np.array([0, 2**64 - 1], dtype=np.uint64), 2**64 - 1),
+        (np.array([0, 2**63], dtype=np.uint64), 2**63),
+    ],
+)
+@pytest.mark.parametrize("api", ["encode", "information_content"])
+def test_symbols_outside_int32_are_value_errors(symbols, bad, api):
+    with pytest.raises(ValueError, match=f"symbols must fit in int32; got {bad}"):
+        getattr(fc, api)(symbols, TABLES, 0)
+
+
+def test_int32_limits_themselves_are_accepted():
+    for dtype in (np.int64, np.uint32, np.uint64):
+        x = np.array([0, INT32_MAX], dtype=dtype)
+        np.testing.assert_array_equal(fc.decode(fc.encode(x, TABLES, 0), TABLES, 0, shape=(2,)), x)
+    x = np.array([INT32_MIN, INT32_MAX], dtype=np.int64)
+    np.testing.assert_array_equal(fc.decode(fc.encode(x, TABLES, 0), TABLES, 0, shape=(2,)), x)
+
+
+# --- indexes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "indexes, fragment",
+    [
+        (-1, "index -1 is out of range for 3 tables"),
+        (3, "index 3 is out of range for 3 tables"),
+        (np.array([0, 1, 2, 3] * 25), "index 3 is out of range for 3 tables"),
+        (np.array([0] * 99 + [-7]), "index -7 is out of range"),
+        (np.array([2**40] * 100), "indexes must fit in int32; got 1099511627776"),
+        (np.array([-(2**40)] * 100), "indexes must fit in int32"),
+        (np.array([0] * 99 + [2**32], dtype=np.uint64), "indexes must fit in int32"),
+        (INT32_MAX, f"index {INT32_MAX} is out of range"),
+        (INT32_MIN, f"index {INT32_MIN} is out of range"),
+    ],
+)
+@pytest.mark.parametrize("api", ["encode", "decode", "information_content"])
+def test_index_out_of_range(indexes, fragment, api, coded):
+    x = np.zeros(100, np.int32)
+    with pytest.raises(ValueError, match=fragment):
+        if api == "decode":
+            fc.decode(fc.encode(x, TABLES, 0), TABLES, indexes, shape=x.shape)
+        else:
+            getattr(fc, api)(x, TABLES, indexes)
+
+
+def test_out_of_range_index_deep_in_a_broadcast_multi_chunk_array():
+    x = np.zeros((2, 4, 300), np.int32)
+    idx = np.array([0, 1, 2, 5], dtype=np.int32).reshape(1, 4, 1)
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match="index 5 is out of range for 3 tables"):
+            fc.encode(x, TABLES, idx, threads=threads, chunk_size=64)
+
+
+@pytest.mark.parametrize(
+    "symbols_shape, index_shape",
+    [((3, 4), (3,)), ((3, 4), (2, 4)), ((5,), (1, 5)), ((2, 3, 4), (2, 4, 1)), ((4,), (0,)), ((0,), (2,))],
+)
+def test_indexes_not_broadcastable(symbols_shape, index_shape):
+    x = np.zeros(symbols_shape, np.int32)
+    idx = np.zeros(index_shape, np.int32)
+    pattern = rf"indexes of shape \({index_shape[0]}\b.*do not broadcast to shape \({symbols_shape[0]}\b"
+    with pytest.raises(ValueError, match=pattern):
+        fc.encode(x, TABLES, idx)
+    with pytest.raises(ValueError, match=pattern):
+        fc.information_content(x, TABLES, idx)
+    with pytest.raises(ValueError, match=pattern):
+        fc.decode(fc.encode(np.zeros(x.size, np.int32), TABLES, 0), TABLES, idx, shape=symbols_shape)
+
+
+@pytest.mark.parametrize("indexes", [np.array([0.0, 1.0]), np.array([True, False]), ["a", "b"]])
+def test_non_integer_indexes_are_type_errors(indexes):
+    with pytest.raises(TypeError, match="indexes must be an integer array"):
+        fc.encode(np.zeros(2, np.int32), TABLES, indexes)
+
+
+# --- other arguments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", ["abc", None, 12, [1, 2, 3], np.zeros(4, np.uint8)])
+def test_decode_needs_bytes(data):
+    with pytest.raises(TypeError, match="data must be bytes, got"):
+        fc.decode(data, TABLES, 0, shape=(3,))
+
+
+@pytest.mark.parametrize("api", ["encode", "decode", "information_content"])
+def test_tables_must_be_cdf_tables(api, coded):
+    x, idx, message = coded
+    blob = TABLES.to_bytes()
+    with pytest.raises(TypeError, match="tables must be a CdfTables, got bytes"):
+        if api == "decode":
+            fc.decode(message, blob, idx, shape=x.shape)
+        else:
+            getattr(fc, api)(x, blob, idx)
+
+
+@pytest.mark.parametrize("chunk_size", [0, 1, 8, 15, 17, 100, 1000, 3 << 10, 2**31, -16])
+def test_chunk_size_must_be_a_power_of_two_in_range(chunk_size):
+    with pytest.raises(ValueError, match=rf"chunk_size must be a power of two in \[16, 2\*\*30\], got {chunk_size}"):
+        fc.encode(np.zeros(10, np.int32), TABLES, 0, chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("chunk_size", [16.0, "16", True, None])
+def test_chunk_size_must_be_an_integer(chunk_size):
+    with pytest.raises(TypeError, match="chunk_size must be an integer"):
+        fc.encode(np.zeros(10, np.int32), TABLES, 0, chunk_size=chunk_size)
+
+
+def test_chunk_size_limits_are_accepted():
+    x = np.arange(40) % 5
+    for chunk_size in (16, 2**30, np.int64(32)):
+        np.testing.assert_array_equal(fc.decode(fc.encode(x, TABLES, 1, chunk_size=chunk_size), TABLES, 1,
+                                                shape=(40,)), x)
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5, "2"])
+def test_threads_must_be_positive_integers(threads, coded):
+    x, idx, message = coded
+    with pytest.raises(ValueError, match="threads must be a positive integer, got"):
+        fc.encode(x, TABLES, idx, threads=threads)
+    with pytest.raises(ValueError, match="threads must be a positive integer, got"):
+        fc.decode(message, TABLES, idx, shape=x.shape, threads=threads)
+
+
+@pytest.mark.parametrize("shape, error, fragment", [((-1, 300), ValueError, "negative"),
+                                                    (5, TypeError, "shape must be a sequence")])
+def test_bad_decode_shape(shape, error, fragment, coded):
+    _, _, message = coded
+    with pytest.raises(error, match=fragment):
+        fc.decode(message, TABLES, 0, shape=shape)
+
+
+# --- well-formed messages decoded wrongly ----------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(6, 49), (6, 51), (5, 50), (7, 50), (300, 2), (1,), (2000,), (0,)])
+def test_wrong_shape_is_a_decode_error(shape, coded):
+    x, _, message = coded
+    with pytest.raises(fc.DecodeError, match="shape|symbols|checksum|corrupt|message") as info:
+        fc.decode(message, TABLES, np.zeros(shape, np.int32))
+    assert isinstance(info.value, ValueError)
+
+
+def test_same_size_other_shape_decodes_the_same_values(coded):
+    # The message holds values in C order; only their number is checked.
+    x, idx, message = coded
+    out = fc.decode(message, TABLES, np.broadcast_to(idx, x.shape).reshape(3, 100))
+    np.testing.assert_array_equal(out.ravel(), x.ravel())
+
+
+@pytest.mark.parametrize(
+    "n, other",
+    [(1023, 1024), (1024, 1023), (16383, 16384), (16384, 16383), (65535, 65536), (65536, 65535), (20000, 30000),
+     (5000, 2000), (5000, 5001), (20000, 20007)],
+)
+def test_wrong_symbol_count_across_lane_thresholds_without_checksum(n, other):
+    # Where the count changes the lane count or the chunking, the header tells
+    # the decoder even without a checksum; otherwise the lanes' start-up
+    # counts (checked against each lane's symbol count), the word stream and
+    # the escape stream meeting exactly do.
+    x = np.arange(n) % 7 - 3
+    message = fc.encode(x, TABLES, 1, checksum=False, chunk_size=16384 if n >= 20000 else fc.DEFAULT_CHUNK_SIZE)
+    with pytest.raises(fc.DecodeError, match="shape|symbols|corrupt|truncated"):
+        fc.decode(message, TABLES, 1, shape=(other,))
+
+
+def test_decoding_with_other_tables_is_a_decode_error(coded):
+    x, idx, message = coded
+    others = [
+        fc.CdfTables.laplace([0.5, 3.0, 40.0]),
+        fc.CdfTables.gaussian([0.5, 3.0, 41.0]),
+        fc.CdfTables.gaussian([0.5, 3.0, 40.0], precision=15),
+        fc.CdfTables.gaussian([3.0, 0.5, 40.0]),
+    ]
+    for other in others:
+        with pytest.raises(fc.DecodeError, match="checksum|corrupt"):
+            fc.decode(message, other, idx, shape=x.shape)
+
+
+def test_decoding_with_other_indexes_is_a_decode_error(coded):
+    x, idx, message = coded
+    with pytest.raises(fc.DecodeError, match="checksum|corrupt"):
+        fc.decode(message, TABLES, idx[::-1], shape=x.shape)
+
+
+def test_empty_messages():
+    for shape in [(0,), (5,)]:
+        with pytest.raises(fc.DecodeError, match="empty message"):
+            fc.decode(b"", TABLES, 0, shape=shape)
+    with pytest.raises(fc.DecodeError, match="empty"):
+        fc.decode(fc.encode(np.arange(3), TABLES, 1), TABLES, 1, shape=(0,))
+
+
+def test_unknown_format_version():
+    message = bytearray(fc.encode(np.arange(3), TABLES, 1))
+    for version in range(8):  # bits 7-5
+        if version == fc.FORMAT_VERSION:
+            continue
+        message[0] = (message[0] & 0x1F) | (version << 5)
+        with pytest.raises(fc.DecodeError, match=f"version \\({version}\\)"):
+            fc.decode(bytes(message), TABLES, 1, shape=(3,))
+
+
+def test_flipped_escapes_bit_is_rejected():
+    """docs/format.md: header bit 4 says the chunks carry an escape stream
+    (its size after the lane states and start-up counts).  Flipped, the
+    decoder reads a size that is not there, or misses one, and rejects the
+    message: with or without checksum, for every lane count and chunking,
+    with escapes and without."""
+    t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x30, 0xFF, 0x01, 0x01, 0xC2])
+    with pytest.raises(fc.DecodeError):
+        fc.decode(bytes([0x20, 0xFF, 0x01, 0x01, 0xC2]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x20, 0x80, 0x02])  # state 256
+    with pytest.raises(fc.DecodeError):
+        fc.decode(bytes([0x30, 0x80, 0x02]), t, [0, 0])
+    rng = np.random.default_rng(12)
+    cases = [(1, fc.DEFAULT_CHUNK_SIZE), (5, fc.DEFAULT_CHUNK_SIZE), (300, fc.DEFAULT_CHUNK_SIZE), (300, 64),
+             (2000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE), (70000, fc.DEFAULT_CHUNK_SIZE),
+             (40000, 16384)]
+    for n, chunk_size in cases:
+        idx = rng.integers(0, 3, n).astype(np.int32)
+        x = np.rint(rng.normal(0, 5, n)).astype(np.int32)
+        with_escapes = x.copy()
+        with_escapes[::50] = INT32_MAX
+        lo = TABLES.offsets.astype(np.int64)[idx]
+        in_support = np.clip(x, lo, lo + TABLES.lengths.astype(np.int64)[idx] - 1)
+        for values, escapes in ((with_escapes, True), (in_support, False)):
+            for checksum in (True, False):
+                message = fc.encode(values, TABLES, idx, checksum=checksum, chunk_size=chunk_size)
+                assert bool(message[0] & 0x10) == escapes
+                np.testing.assert_array_equal(fc.decode(message, TABLES, idx), values)
+                with pytest.raises(fc.DecodeError):
+                    fc.decode(bytes([message[0] ^ 0x10]) + message[1:], TABLES, idx)
+                    pytest.fail(f"n={n} chunk_size={chunk_size} checksum={checksum} escapes={escapes}: "
+                                "flipped escapes bit accepted")
+
+
+def test_decoder_rejects_non_canonical_messages():
+    """docs/format.md: a decoder checks that every lane ends at state 0, that
+    every word and every escape bit is read with zero padding bits, that no
+    read runs past the region, and that no word is read while x < 2^15.
+    Worked out by hand for a single escaped value."""
+    t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)  # freqs 128, 127, escape 1
+    # v = 2, just above [0, 2): u = 0, e = 1, nb = 0: 6 zero bits, 2 bits of padding.
+    # Header 30 (escapes).  The lane codes the escape (start 255) from state 0:
+    # state 255 = varint ff 01, no start-up count (one lane), escape stream
+    # size 01, no words, then the 1-byte escape stream.
+    valid = bytes([0x30, 0xFF, 0x01, 0x01, 0x00])
+    assert fc.encode([2], t, 0, checksum=False) == valid
+    assert fc.decode(valid, t, [0]).tolist() == [2]
+    variants = {
+        "padding bit set": bytes([0x30, 0xFF, 0x01, 0x01, 0x40]),
+        "escape stream one byte longer": bytes([0x30, 0xFF, 0x01, 0x02, 0x00, 0x00]),
+        "a byte between the size and the escape stream": bytes([0x30, 0xFF, 0x01, 0x01, 0x00, 0x00]),
+        "escape stream missing": bytes([0x30, 0xFF, 0x01, 0x01]),
+        "escape stream empty": bytes([0x30, 0xFF, 0x01, 0x00]),
+        "escape stream size missing": bytes([0x30, 0xFF, 0x01]),
+        "escape stream size larger than the chunk": bytes([0x30, 0xFF, 0x01, 0x05, 0x00]),
+        "escape stream size an overlong varint": bytes([0x30, 0xFF, 0x01, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]),
+        "an unread word before the escape stream": bytes([0x30, 0xFF, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00]),
+        "a zero word read at state 0 (< 2^15)": bytes([0x30, 0xFF, 0x01, 0x01]) + bytes(5),
+        "an unread word after the escape stream": valid + b"\x01\x00\x00\x00",
+        "state not back to 0": bytes([0x30, 0xFF, 0x02, 0x01, 0x00]),
+        "a start-up count for the single lane": bytes([0x30, 0xFF, 0x01, 0x01, 0x01, 0x00]),
+        "escapes bit clear": bytes([0x20, 0xFF, 0x01, 0x01, 0x00]),
+        "escapes bit clear, size dropped": bytes([0x20, 0xFF, 0x01, 0x00]),
+        "two lanes claimed": bytes([0x31, 0xFF, 0x01, 0x01, 0x00]),
+        "two lanes claimed, with a second state and counts": bytes([0x31, 0xFF, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00]),
+        "chunked claimed": bytes([0x34, 0x04, 0xFF, 0x01, 0x01, 0x00]),
+    }
+    for what, data in variants.items():
+        with pytest.raises(fc.DecodeError):
+            fc.decode(data, t, [0])
+            pytest.fail(f"accepted a message with {what}")
+        with pytest.raises(ref.FormatError):
+            ref.decode(data, t, [0])
+            pytest.fail(f"the format model accepted a message with {what}")
+
+
+def test_appended_zero_words_are_rejected():
+    # REGRESSION (failed on c055c38, fixed in 30662ff and, for single lanes
+    # without a start-up count, in 98cf60e by the x < 2^15 check): a
+    # single-lane decoder read a word whenever its state was below 2^31 and
+    # words remained, so zero words appended to a message whose state reaches
+    # 0 before its last symbol (one symbol, or a trailing run of start-0
+    # symbols) were read as if they belonged to it, and the message decoded,
+    # checksum and all.  The decoder must reject bytes the encoder did not
+    # write: here two byte strings would decode to the same values.
+    t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
+    for x in ([2], [1, 0, 0], [0, 0, 0], [1, 1, 0, 0]):
+        for checksum in (False, True):
+            message = fc.encode(x, t, 0, checksum=checksum)
+            assert fc.decode(message, t, np.zeros(len(x), np.int32)).tolist() == x
+            for extra in (bytes(4), bytes(1), bytes(8), b"\x00\x00\x00\x01"):
+                with pytest.raises(fc.DecodeError):
+                    fc.decode(message + extra, t, np.zeros(len(x), np.int32))
+                    pytest.fail(f"{x} (checksum={checksum}): accepted {message.hex()} + {extra.hex()}")
+
+
+def _single_lane_cases():
+    """Single-lane messages of many kinds: tiny, long start-up phases, words,
+    escapes or none, one chunk or several."""
+    rng = np.random.default_rng(31)
+    skewed = fc.CdfTables.from_pmf(np.array([[0.1, 0.9]]), [0], precision=12)
+    yield "300 likely symbols", skewed, np.ones(300, np.int64), fc.DEFAULT_CHUNK_SIZE
+    yield "an escape, then 300 likely symbols", skewed, np.r_[5, np.ones(300, np.int64)], fc.DEFAULT_CHUNK_SIZE
+    for n in (1, 2, 7, 60, 500, 1023):
+        idx = rng.integers(0, 3, n).astype(np.int32)
+        x = np.rint(rng.normal(0, 5, n)).astype(np.int64)
+        yield f"n={n}", TABLES, x, idx
+        x = x.copy()
+        x[::9] = INT32_MIN
+        yield f"n={n} with escapes", TABLES, x, idx
+    idx = rng.integers(0, 3, 900).astype(np.int32)
+    yield "chunks of 64", TABLES, np.rint(rng.normal(0, 5, 900)).astype(np.int64), (idx, 64)
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_single_lane_message_with_an_appended_zero_word_is_rejected(checksum):
+    """A zero word after a single-lane message: the decoder reads it at the
+    start of the lane's start-up phase (x < 2^31, a word left) or leaves it
+    unread; either way the message must be rejected, checksum or not."""
+    accepted = []
+    for name, t, x, idx in _single_lane_cases():
+        chunk_size = fc.DEFAULT_CHUNK_SIZE
+        if isinstance(idx, tuple):
+            idx, chunk_size = idx
+        elif isinstance(idx, int):
+            idx = np.zeros(len(x), np.int32)
+        message = fc.encode(x, t, idx, checksum=checksum, chunk_size=chunk_size)
+        assert message[0] & 3 == 0, name  # one lane
+        np.testing.assert_array_equal(fc.decode(message, t, idx), x)
+        try:
+            fc.decode(message + bytes(4), t, idx)
+        except fc.DecodeError:
+            continue
+        accepted.append(f"{name}: {message.hex()[:60]} + 00000000")
+    assert not accepted, "; ".join(accepted)
+
+
+def test_single_lane_appended_zero_word_found_by_search():
+    # Messages found by a random search (precision 4 to 15) where a single
+    # lane's decoder could read an appended zero word at the start of its
+    # start-up phase.  A read needs x >= f * 2^(31 - P) (docs/format.md), so
+    # the appended word must be rejected, unless the longer bytes are exactly
+    # the encoding of other values: no decoder can tell that case without the
+    # checksum.  So: DecodeError, or a canonical message.
+    cases = [
+        ([0.03326928336803283, 0.9500552487634905, 0.05848510606461521], -2, 6,
+         [-1] * 6 + [0] + [-1] * 37 + [0] + [-1] * 8),
+        ([0.008515383552018724, 0.8656922152878108, 0.033281644338597115, 0.001260295454008005,
+          0.10505741995327655], 2, 6, [6, 3, 3, 3, 3, 6, 3, 6, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 6]),
+    ]
+    for pmf, offset, precision, x in cases:
+        t = fc.CdfTables.from_pmf(np.array([pmf]), [offset], precision=precision)
+        idx = np.zeros(len(x), np.int32)
+        for checksum in (True, False):
+            message = fc.encode(x, t, 0, checksum=checksum)
+            np.testing.assert_array_equal(fc.decode(message, t, idx), x)
+            extended = message + bytes(4)
+            try:
+                y = fc.decode(extended, t, idx)
+            except fc.DecodeError:
+                continue
+            assert not checksum, "a checksummed message with appended bytes was accepted"
+            assert fc.encode(y, t, 0, checksum=False) == extended, f"{extended.hex()} decoded to {y.tolist()}"
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_accepted_messages_without_checksum_are_canonical(data):
+    # Whatever a decoder accepts without a checksum is exactly what encode
+    # writes for the values it returns (docs/format.md): single-lane messages
+    # with a mutated or appended tail.
+    pmf = np.array([data.draw(st.lists(st.floats(0.001, 1.0), min_size=1, max_size=5), label="pmf")])
+    precision = data.draw(st.integers(4, 12), label="precision")
+    t = fc.CdfTables.from_pmf(pmf, [0], precision=precision)
+    n = data.draw(st.integers(1, 60), label="n")
+    x = data.draw(st.lists(st.integers(0, pmf.shape[1]), min_size=n, max_size=n), label="x")
+    message = bytearray(fc.encode(x, t, 0, checksum=False))
+    tail = data.draw(st.binary(min_size=0, max_size=8), label="appended")
+    if len(message) > 1 and data.draw(st.booleans(), label="flip"):
+        i = data.draw(st.integers(1, len(message) - 1), label="byte")
+        message[i] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    candidate = bytes(message) + tail
+    try:
+        y = fc.decode(candidate, t, np.zeros(n, np.int32))
+    except fc.DecodeError:
+        return
+    assert fc.encode(y, t, 0, checksum=False) == candidate
+
+
+def _escape_stream(x, tables, idx) -> bytes:
+    """The escape stream of these symbols, in decoding order (docs/format.md)."""
+    offsets = tables.offsets.astype(np.int64)[idx]
+    ends = offsets + tables.lengths.astype(np.int64)[idx]
+    return ref.escape_stream([ref.escape_code(v, lo, hi) for v, lo, hi in
+                              zip(np.asarray(x, np.int64).tolist(), offsets.tolist(), ends.tolist())
+                              if not lo <= v < hi])
+
+
+@pytest.mark.parametrize("n, chunk_size", [(5, fc.DEFAULT_CHUNK_SIZE), (900, fc.DEFAULT_CHUNK_SIZE), (900, 64),
+                                           (3000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE),
+                                           (70000, fc.DEFAULT_CHUNK_SIZE)])
+@pytest.mark.parametrize("checksum", [True, False])
+def test_appended_and_inserted_bytes_are_rejected(n, chunk_size, checksum):
+    """Every lane count.  Bytes inserted between a chunk's words and its escape
+    stream (whose size the chunk gives) are read as words or left unread, so
+    the checks must reject them, checksum or not.  Bytes appended to the message, or inserted into
+    the escape stream, change what the stream holds: without a checksum they
+    may decode to other values, with one they must be rejected."""
+    rng = np.random.default_rng(n)
+    idx = rng.integers(0, 3, n).astype(np.int32)
+    x = np.rint(rng.normal(0, 5, n)).astype(np.int32)
+    x[::7] = rng.integers(INT32_MIN, INT32_MAX, len(x[::7]))
+    message = fc.encode(x, TABLES, idx, checksum=checksum, chunk_size=chunk_size)
+    last = (n - 1) // chunk_size * chunk_size
+    stream = _escape_stream(x[last:], TABLES, idx[last:])
+    assert len(stream) > 0 and message.endswith(stream) and message[0] & 0x10
+    boundary = len(message) - len(stream)
+    for extra in (bytes(1), bytes(4), bytes(8), b"\x80", b"\xff\xff\xff\xff"):
+        variants = {"between the words and the escape stream": message[:boundary] + extra + message[boundary:]}
+        if checksum:
+            variants.update({"appended": message + extra,
+                             "before the last byte": message[:-1] + extra + message[-1:],
+                             "before the last 5 bytes": message[:-5] + extra + message[-5:]})
+        for where, data in variants.items():
+            with pytest.raises(fc.DecodeError):
+                fc.decode(data, TABLES, idx)
+                pytest.fail(f"accepted extra bytes {extra.hex()} {where}")
+
+
+# --- corrupt, truncated and random bytes (in a subprocess: a crash must fail the test) ---------
+
+FUZZ_SCRIPT = textwrap.dedent(
+    r"""
+    import json, sys, time
+    import numpy as np
+    import featcodec as fc
+
+    rng = np.random.default_rng(20240531)
+    tables = fc.CdfTables.gaussian([0.3, 2.0, 25.0, 700.0], precision=12)
+    pmf_tables = fc.CdfTables.from_pmf(rng.random((3, 9)) ** 4, [-(2**31), 0, 2**31 - 9], precision=5)
+    failures, counts = [], {"calls": 0, "errors": 0, "same": 0, "other_values": 0}
+    slowest = 0.0
+
+    def symbols(t, idx, escapes=True):
+        off = t.offsets.astype(np.int64)[idx]
+        x = off + (rng.random(idx.shape) * t.lengths[idx]).astype(np.int64)
+        if not escapes:
+            return x
+        far = rng.random(idx.shape) < 0.05
+        x[far] = rng.integers(-(2**31), 2**31, int(far.sum()))
+        if x.size:
+            x.flat[0] = 2**31 - 1
+            x.flat[-1] = -(2**31)
+        return x
+
+    def attempt(label, data, t, idx, original, checksum):
+        global slowest
+        counts["calls"] += 1
+        start = time.perf_counter()
+        try:
+            out = fc.decode(data, t, idx, threads=int(rng.integers(1, 3)))
+        except fc.DecodeError as e:
+            counts["errors"] += 1
+            if not isinstance(e, ValueError):
+                failures.append(f"{label}: DecodeError is not a ValueError")
+            return
+        except BaseException as e:
+            failures.append(f"{label}: {type(e).__name__}: {e} (data={bytes(data).hex()[:200]})")
+            return
+        finally:
+            slowest = max(slowest, time.perf_counter() - start)
+        if out.dtype != np.int32 or out.shape != idx.shape:
+            failures.append(f"{label}: returned {out.dtype} {out.shape}")
+        elif original is not None and np.array_equal(out, original):
+            counts["same"] += 1
+        else:
+            counts["other_values"] += 1
+            if checksum:
+                failures.append(f"{label}: checksummed message decoded to other values (data={bytes(data).hex()[:200]})")
+
+    def cases():
+        # (name, tables, indexes, chunk_size): one and several chunks, every lane count.
+        yield "small", tables, rng.integers(0, 4, 37).astype(np.int32), fc.DEFAULT_CHUNK_SIZE
+        yield "pmf", pmf_tables, rng.integers(0, 3, 25).astype(np.int32), fc.DEFAULT_CHUNK_SIZE
+        yield "chunks1", tables, rng.integers(0, 4, 700).astype(np.int32), 64
+        yield "chunks2", tables, np.broadcast_to(np.arange(4, dtype=np.int32)[:, None], (4, 1500)), 1024
+        yield "lanes4", tables, rng.integers(0, 4, 20000).astype(np.int32), 16384
+        yield "lanes4-1chunk", tables, np.ones(17000, np.int32), fc.DEFAULT_CHUNK_SIZE
+        yield "lanes8", tables, np.broadcast_to(np.arange(4, dtype=np.int32)[:, None, None], (4, 150, 150)), 1 << 16
+        yield "no-escapes", tables, np.zeros(3000, np.int32), 1024
+        yield "idle-lanes", tables, rng.integers(0, 4, 16387).astype(np.int32), 16384  # last chunk: 3 symbols, 4 lanes
+
+    for name, t, idx, chunk_size in cases():
+        x = symbols(t, idx, escapes=name != "no-escapes")
+        small = x.size < 100
+        for checksum in (True, False):
+            data = fc.encode(x, t, idx, checksum=checksum, chunk_size=chunk_size)
+            label = f"{name} checksum={checksum}"
+            assert np.array_equal(fc.decode(data, t, idx), x)
+            # (a) every truncation (every 7th for large messages)
+            step = 1 if len(data) < 600 else max(7, len(data) // 500)
+            for k in range(0, len(data), step):
+                attempt(f"{label} truncated to {k}", data[:k], t, idx, x, checksum)
+            for k in range(1, min(len(data), 40)):
+                attempt(f"{label} last {k} dropped", data[:-k], t, idx, x, checksum)
+            # (b) every single-bit flip of small messages; (d) random mutations of larger ones
+            if small:
+                for bit in range(8 * len(data)):
+                    mutated = bytearray(data)
+                    mutated[bit // 8] ^= 1 << (bit % 8)
+                    attempt(f"{label} bit {bit} flipped", bytes(mutated), t, idx, x, checksum)
+            for trial in range(300 if small else 1500 if x.size < 30000 else 400):
+                mutated = bytearray(data)
+                kind = trial % 5
+                if kind == 0:  # overwrite a few bytes
+                    for _ in range(int(rng.integers(1, 4))):
+                        mutated[int(rng.integers(len(mutated)))] = int(rng.integers(256))
+                elif kind == 1:  # flip a bit near the front (header, directory, states)
+                    pos = int(rng.integers(min(len(mutated), 64)))
+                    mutated[pos] ^= 1 << int(rng.integers(8))
+                elif kind == 2:  # insert bytes
+                    pos = int(rng.integers(len(mutated) + 1))
+                    mutated[pos:pos] = rng.bytes(int(rng.integers(1, 9)))
+                elif kind == 3:  # delete a span
+                    pos = int(rng.integers(len(mutated)))
+                    del mutated[pos:pos + int(rng.integers(1, 9))]
+                else:  # reverse a span
+                    a, b = sorted(int(v) for v in rng.integers(0, len(mutated), 2))
+                    mutated[a:b] = mutated[a:b][::-1]
+                if bytes(mutated) == data:
+                    continue
+                attempt(f"{label} mutation {trial} kind {kind}", bytes(mutated), t, idx, x, checksum)
+
+    # (c) random byte strings, also with valid header bytes in front
+    shapes = [(0,), (1,), (3,), (50,), (1100,), (17000,), (5, 300)]
+    for length in range(0, 65):
+        for _ in range(12):
+            shape = shapes[int(rng.integers(len(shapes)))]
+            idx = rng.integers(0, 4, shape).astype(np.int32)
+            blob = bytearray(rng.bytes(length))
+            if length and rng.random() < 0.5:
+                blob[0] = (fc.FORMAT_VERSION << 5) | int(rng.integers(32))
+            attempt(f"random {length} bytes for shape {shape}", bytes(blob), tables, idx, None, False)
+
+    isa = fc._core.kernel_isa() if hasattr(fc._core, "kernel_isa") else "?"
+    print(json.dumps({"failures": failures[:20], "n_failures": len(failures), "counts": counts, "slowest": slowest,
+                      "isa": isa}))
+    """
+)
+
+
+@pytest.mark.parametrize("isa", [None, "generic", "x86-64-v3"], ids=["best-isa", "generic", "x86-64-v3"])
+def test_corrupt_truncated_and_random_bytes_never_crash(tmp_path, isa):
+    env = dict(os.environ)
+    env.pop("FEATCODEC_ISA", None)
+    if isa:
+        env["FEATCODEC_ISA"] = isa  # the chunk kernels are built per instruction set
+    try:
+        result = subprocess.run([sys.executable, "-c", FUZZ_SCRIPT], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=150, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("decoding corrupt messages took too long (possible hang)")
+    assert result.returncode == 0, (
+        f"decoder process died (exit {result.returncode}; a negative value is a signal)\n{result.stderr[-3000:]}"
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n_failures"] == 0, "\n".join(report["failures"])
+    counts = report["counts"]
+    assert counts["calls"] > 5000 and counts["errors"] > 0.9 * counts["calls"], counts
+    assert report["slowest"] < 2.0, f"one decode call took {report['slowest']:.2f} s"
+    if isa == "generic":
+        assert report["isa"] == "generic"
