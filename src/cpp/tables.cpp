@@ -115,6 +115,49 @@ void Tables::build_coder_data() {
   }
 }
 
+namespace {
+
+// Largest bucket table the AVX-512 decoder gets (about 8000 rows at precision
+// >= 10); beyond it, decoding stays scalar rather than use that much memory.
+constexpr size_t kMaxSimdBucketBytes = size_t{64} << 20;
+
+// The entry of the bucket ending before slot `bucket_end` whose first slot
+// is held by s0 (layout in tables.h).  Buckets with escape slots are special
+// too: the vector decoder then needs no per-round escape test (and they
+// mostly hold several tail symbols anyway).
+uint64_t bucket_entry(const uint32_t* cdf, uint32_t length, uint32_t s0, uint32_t bucket_end) {
+  const uint32_t end0 = cdf[s0 + 1], freq0 = end0 - cdf[s0];
+  uint32_t freq1 = 1;  // no boundary: never read
+  if (cdf[length] < bucket_end) {
+    freq1 = 0;
+  } else if (end0 < bucket_end) {
+    // s0 + 1 < length here, so cdf[s0 + 2] is in the row.
+    freq1 = cdf[s0 + 2] < bucket_end ? 0 : cdf[s0 + 2] - end0;
+  }
+  return uint64_t{freq0} | uint64_t{end0 - 1} << 16 | uint64_t{freq1} << 32 | uint64_t{s0} << 48;
+}
+
+}  // namespace
+
+const SimdTables& Tables::simd_tables() const {
+  std::call_once(simd_once_, [this] {
+    const int lookup_bits = precision_ - lookup_shift_;
+    const size_t per_row = size_t{1} << lookup_bits;
+    simd_ = {nullptr, rows_.data(), offsets_.data(), precision_, lookup_bits};
+    if (rows_.empty() || rows_.size() > kMaxSimdBucketBytes / (8 * per_row)) return;
+    simd_buckets_.resize(rows_.size() * per_row);
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      const TableRow& row = rows_[i];
+      for (size_t b = 0; b < per_row; ++b) {
+        const uint32_t bucket_end = static_cast<uint32_t>(b + 1) << lookup_shift_;
+        simd_buckets_[i * per_row + b] = bucket_entry(row.cdf, row.length, row.lookup[b], bucket_end);
+      }
+    }
+    simd_.buckets = simd_buckets_.data();
+  });
+  return simd_;
+}
+
 std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int64_t stride,
                                          const std::vector<uint32_t>& lengths,
                                          const std::vector<int32_t>& offsets, int precision) {

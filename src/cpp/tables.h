@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,27 @@ struct TableRow {
 };
 
 constexpr int kMaxLookupBits = 10;
+
+// What the AVX-512 round decoder (decode_avx512.inc, x86-64-v4 kernels only)
+// reads: plain pointers and a plain struct, no inline code.
+//
+// Bucket b of row t covers the slots [b << lookup_shift, (b + 1) << lookup_shift)
+// and has one 64-bit entry at buckets[(t << lookup_bits) + b].  With s0 the
+// symbol holding the bucket's first slot:
+//   bits  0..15  freq0 = cdf[s0 + 1] - cdf[s0]
+//   bits 16..31  cdf[s0 + 1] - 1 (the end of s0, minus 1 to fit 16 bits)
+//   bits 32..47  freq1: frequency of s0 + 1 when the bucket holds exactly
+//                one symbol boundary (1 when it holds none); 0 marks a
+//                "special" bucket: two or more boundaries, or escape slots
+//   bits 48..63  s0
+// so that a single gather gives a lane its symbol, start and frequency.
+struct SimdTables {
+  const uint64_t* buckets;  // nullptr: too large, decode without AVX-512
+  const TableRow* rows;
+  const int32_t* offsets;
+  int precision;
+  int lookup_bits;
+};
 
 class Tables {
  public:
@@ -80,6 +102,9 @@ class Tables {
   // Frequencies of row i (length + 1 entries).
   std::vector<uint32_t> freqs(size_t i) const;
   bool operator==(const Tables& other) const;
+  // Built on first use (thread-safe), as most tables are never decoded with
+  // AVX-512: 8 bytes per bucket, 8 KiB per row at precision >= 10.
+  const SimdTables& simd_tables() const;
 
  private:
   void build_coder_data();
@@ -93,6 +118,9 @@ class Tables {
   std::vector<EncSymbol> enc_;
   std::vector<uint16_t> lookup_;
   std::vector<TableRow> rows_;
+  mutable std::once_flag simd_once_;
+  mutable std::vector<uint64_t> simd_buckets_;
+  mutable SimdTables simd_ = {};
 };
 
 // CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320) for table blobs.
