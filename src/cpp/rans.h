@@ -85,8 +85,9 @@ struct WordReader {
 // lanes are told which symbols those are (`startup`); a single lane is in it
 // exactly when its words are used up.  Past the end, zeros are shifted in and
 // pos marks the overrun.  An encoder emits before a symbol of frequency f only
-// when x >= f * 2^(63 - P), which leaves x >= f * 2^(31 - P): a read below
-// that is one no encoder causes (`corrupt`).  A branch, not a select: a
+// when x >= f * 2^(63 - P), which leaves x >= f * 2^(31 - P) (equivalently:
+// the state before the symbol was >= L): a read below that is one no
+// encoder causes (`corrupt`).  A branch, not a select: a
 // predicted branch lets the lanes run ahead, where a select would chain every
 // lane through `pos`.
 template <bool kSingleLane>

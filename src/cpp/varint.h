@@ -21,7 +21,10 @@ uint64_t get_varint(const uint8_t*& p, const uint8_t* end, int max_bytes) {
     if (p >= end) throw DecodeError("truncated message");
     const uint8_t b = *p++;
     v |= uint64_t(b & 0x7F) << (7 * i);
-    if (!(b & 0x80)) return v;
+    if (!(b & 0x80)) {
+      if (b == 0 && i > 0) throw DecodeError("corrupt message: overlong varint");  // not what an encoder writes
+      return v;
+    }
   }
   throw DecodeError("corrupt message: varint too long");
 }
