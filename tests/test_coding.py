@@ -873,7 +873,7 @@ def test_instruction_set_kernels_agree(tmp_path):
     messages = [fc.encode(x, t, idx, chunk_size=chunk_size, threads=1) for t, x, idx, chunk_size in cases]
     path = tmp_path / "messages.json"
     path.write_text(json.dumps([m.hex() for m in messages]))
-    for isa in ("generic", "x86-64-v3", "x86-64-v4"):
+    for isa in ("generic", "x86-64-v4"):
         env = dict(os.environ, FEATCODEC_ISA=isa)
         result = subprocess.run([sys.executable, "-c", ISA_CHILD, str(path), isa], capture_output=True, text=True,
                                 cwd=tmp_path, env=env, timeout=120)
@@ -885,7 +885,7 @@ def test_instruction_set_kernels_agree(tmp_path):
         assert all(report["decodes_parent"]), (report["isa"], report["decodes_parent"])
 
 
-ISAS = ("generic", "x86-64-v3", "x86-64-v4")
+ISAS = ("generic", "x86-64-v4")
 
 
 @given(st.data())

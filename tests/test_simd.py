@@ -2,7 +2,7 @@
 
 select_kernels() switches the chunk coders in-process, so one run decodes a
 fixed set of messages (8-lane chunks: 200k+ symbols) and corrupted copies of
-them with the generic, x86-64-v3 and x86-64-v4 kernels, and records one
+them with the generic and x86-64-v4 kernels, and records one
 outcome per decode.  The tests check that every intact message decodes to
 its input with every kernel, that every outcome (values, or the DecodeError
 and its message) is identical across kernels, and that corrupt bytes give
@@ -19,7 +19,7 @@ import pytest
 
 import featcodec as fc
 
-ISAS = ("generic", "x86-64-v3", "x86-64-v4")
+ISAS = ("generic", "x86-64-v4")
 
 N_UNIFORM = (50, 4567)  # 228,350 symbols: blocks straddle channels, a ragged tail
 N_MIXED = 262_147
@@ -177,7 +177,7 @@ def test_intact_messages_decode_to_their_input(outcomes, isa):
         assert case["threads"] == "original", (isa, name, case["threads"])  # chunks decoded in parallel
 
 
-@pytest.mark.parametrize("isa", ("x86-64-v3", "x86-64-v4"))
+@pytest.mark.parametrize("isa", ("x86-64-v4",))
 def test_kernels_agree_with_generic_on_every_outcome(outcomes, isa):
     reference, other = outcomes["generic"], _available(outcomes, isa)
     assert reference.keys() == other.keys()

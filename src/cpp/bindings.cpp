@@ -59,7 +59,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("kernel_isa", [] { return std::string(chunk_kernels().isa); },
         "The instruction set of the chunk coders in use (see FEATCODEC_ISA).");
   m.def("select_kernels", &select_kernels, py::arg("isa"),
-        "Use the chunk coders built for `isa` ('generic', 'x86-64-v3', 'x86-64-v4'); False if unavailable.");
+        "Use the chunk coders built for `isa` ('generic', 'x86-64-v4'); False if unavailable.");
   py::register_exception<DecodeError>(m, "DecodeError", PyExc_ValueError);
 
   py::class_<Tables, std::shared_ptr<Tables>>(m, "Tables")

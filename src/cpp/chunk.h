@@ -2,11 +2,11 @@
 //
 // chunk_kernels.inc holds every per-symbol loop.  It is compiled for the
 // baseline instruction set (chunk_generic.cpp) and, on x86-64, for
-// x86-64-v3 (AVX2, BMI2) and x86-64-v4 (AVX-512, with vectorized 8-lane
-// loops).  The message layer (codec.cpp) calls whichever chunk_kernels()
-// picks: the best the CPU supports, or at most the level named by the
-// environment variable FEATCODEC_ISA ("generic", "x86-64-v3", "x86-64-v4").
-// All produce and accept exactly the same bytes.
+// x86-64-v4 (AVX-512: the vector decoder of decode_avx512.inc).  The message
+// layer (codec.cpp) calls whichever chunk_kernels() picks: the best the CPU
+// supports, or the level named by the environment variable FEATCODEC_ISA
+// ("generic", "x86-64-v4").  Both produce and accept exactly the same bytes.
+// (An x86-64-v3 build measured no faster than the baseline.)
 #pragma once
 
 #include <cstdint>
@@ -27,9 +27,10 @@ struct ChunkKernels {
   // Codes symbols [begin, begin + count) with `lanes` lanes into `part`.
   void (*encode)(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
                  const Tables& tables, Message::Chunk& part);
-  // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if bad.
+  // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if
+  // bad.  With `hash`, also the chunk checksum of the values (checksum.h).
   void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
-                 const IndexSource& indexes, const Tables& tables, int32_t* out);
+                 const IndexSource& indexes, const Tables& tables, int32_t* out, uint64_t* hash);
   const char* isa;
 };
 
@@ -37,16 +38,13 @@ namespace generic {
 extern const ChunkKernels kernels;
 }
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS
-namespace x86_64_v3 {
-extern const ChunkKernels kernels;
-}
 namespace x86_64_v4 {
 extern const ChunkKernels kernels;
 }
 #endif
 
 const ChunkKernels& chunk_kernels();
-// Switches to the kernels of `isa` ("generic", "x86-64-v3", "x86-64-v4");
+// Switches to the kernels of `isa` ("generic", "x86-64-v4");
 // false if this build or CPU lacks them.  For tests and benchmarks.
 bool select_kernels(const std::string& isa);
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "checksum.h"
 #include "chunk.h"
 #include "rans.h"
 #include "varint.h"
@@ -37,27 +38,10 @@ Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), boo
 int lanes_for(int64_t count) { return count < 1024 ? 1 : count < 16384 ? 2 : count < 65536 ? 4 : 8; }
 
 // --- checksum over the symbol values (docs/format.md, "Checksum") -----------
-inline uint64_t rotl64(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
-inline uint64_t fmix64(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
-constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ULL;
-
 uint64_t chunk_hash(const int32_t* v, int64_t n) {
-  uint64_t acc[4] = {0x243F6A8885A308D3ULL, 0x13198A2E03707344ULL, 0xA4093822299F31D0ULL,
-                     0x082EFA98EC4E6C89ULL};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int j = 0; j < 4; ++j) acc[j] = rotl64((acc[j] ^ uint32_t(v[i + j])) * kHashMul, 29);
-  for (; i < n; ++i) acc[i & 3] = rotl64((acc[i & 3] ^ uint32_t(v[i])) * kHashMul, 29);
-  uint64_t h = fmix64(uint64_t(n) * kHashMul);
-  for (int j = 0; j < 4; ++j) h = fmix64(h ^ acc[j]);
-  return h;
+  ChunkHasher hasher;
+  hasher.add(v, n);
+  return hasher.finish();
 }
 uint32_t message_checksum(const std::vector<uint64_t>& chunk_hashes) {
   uint64_t h = 0x452821E638D01377ULL;
@@ -114,7 +98,6 @@ const ChunkKernels* kernels_for(const std::string& isa) {
   if (isa == "generic") return &generic::kernels;
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS
   __builtin_cpu_init();
-  if (isa == "x86-64-v3" && __builtin_cpu_supports("x86-64-v3")) return &x86_64_v3::kernels;
   if (isa == "x86-64-v4" && __builtin_cpu_supports("x86-64-v4")) return &x86_64_v4::kernels;
 #endif
   return nullptr;
@@ -128,10 +111,10 @@ std::atomic<const ChunkKernels*> selected_kernels{nullptr};
 const ChunkKernels& chunk_kernels() {
   const ChunkKernels* k = selected_kernels.load(std::memory_order_acquire);
   if (k) return *k;
-  static const char* const kLevels[] = {"generic", "x86-64-v3", "x86-64-v4"};
+  static const char* const kLevels[] = {"generic", "x86-64-v4"};
   const char* forced = std::getenv("FEATCODEC_ISA");
-  int cap = 2;
-  for (int i = 0; i < 3; ++i)
+  int cap = 1;
+  for (int i = 0; i < 2; ++i)
     if (forced && std::string(forced) == kLevels[i]) cap = i;
   for (int i = cap; i >= 0 && !k; --i) k = kernels_for(kLevels[i]);
   selected_kernels.store(k, std::memory_order_release);
@@ -354,8 +337,8 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   const ChunkKernels& kernels = chunk_kernels();
   parallel_for(n_chunks, threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    kernels.decode(header.lanes, starts[c], lengths[c], header.escapes, begin, count, indexes, tables, out);
-    if (header.checksum) hashes[c] = chunk_hash(out + begin, count);
+    kernels.decode(header.lanes, starts[c], lengths[c], header.escapes, begin, count, indexes, tables, out,
+                   header.checksum ? &hashes[c] : nullptr);
   });
   if (header.checksum && message_checksum(hashes) != expected_checksum)
     throw DecodeError("checksum mismatch: corrupt message, or decoded with other tables or indexes");
