@@ -95,9 +95,14 @@ def split_batch(batch: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     return batch, None
 
 
-def pixels_of(images: torch.Tensor) -> int:
-    """N x H x W: the denominator of bits per pixel for a batch."""
-    return images.shape[0] * images.shape[-2] * images.shape[-1]
+def pixels_of(images: torch.Tensor, pixels_per_item: Optional[int] = None) -> int:
+    """N x H x W: the denominator of bits per pixel for a batch.
+
+    ``pixels_per_item`` overrides H x W when the batch is not the input
+    images (e.g. stored head features).
+    """
+    per_item = pixels_per_item if pixels_per_item is not None else images.shape[-2] * images.shape[-1]
+    return images.shape[0] * per_item
 
 
 @dataclass
@@ -113,11 +118,14 @@ class Trainer:
 
     ``Trainer(model, config, checkpoint="run.pt")`` resumes from ``run.pt``
     if it exists; ``fit(loader)`` trains up to ``config.epochs`` epochs.
+    ``pixels_per_item``: the input's H x W when the loader yields something
+    else than input images (see :func:`pixels_of`).
     """
 
     def __init__(self, model: SplitModel, config: TrainConfig, checkpoint: Optional[PathLike] = None,
-                 device: Union[str, torch.device] = "cpu") -> None:
+                 device: Union[str, torch.device] = "cpu", pixels_per_item: Optional[int] = None) -> None:
         self.model, self.config, self.device = model.to(device), config, torch.device(device)
+        self.pixels_per_item = pixels_per_item
         self.checkpoint = pathlib.Path(checkpoint) if checkpoint is not None else None
         self.optimizer = self._make_optimizer()
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, config.step_size, config.gamma)
@@ -195,7 +203,7 @@ class Trainer:
             images = images.to(self.device)
             target = target.to(self.device) if target is not None else None
             out = self.model(images, with_reference=unsupervised)
-            rate = out.rate / pixels_of(images)
+            rate = out.rate / pixels_of(images, self.pixels_per_item)
             task = task_loss(self.config, out.output, target, out.reference)
             loss = rate + self.config.lam * task + self.model.rate.aux_loss()
             self.optimizer.zero_grad(set_to_none=True)
@@ -211,7 +219,8 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] = None, ignore_index: int = 255,
-             progress: bool = False, device: Union[str, torch.device] = "cpu") -> Dict[str, float]:
+             progress: bool = False, device: Union[str, torch.device] = "cpu",
+             pixels_per_item: Optional[int] = None) -> Dict[str, float]:
     """Task metric and rate of ``model`` (a SplitModel or a plain network) in eval mode.
 
     Classification (labels of shape (N,)): ``accuracy``.  Segmentation
@@ -234,7 +243,7 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] =
         else:
             logits = logits_of(out.output)
             rate_sum += float(out.rate)
-            pixels += pixels_of(images)
+            pixels += pixels_of(images, pixels_per_item)
         prediction = logits.argmax(1)
         valid = target != ignore_index
         correct += int((prediction[valid] == target[valid]).sum())

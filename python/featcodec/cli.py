@@ -1,0 +1,30 @@
+"""The ``featcodec`` command.  Imports nothing heavy until a subcommand needs it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+USAGE = """usage: featcodec <command> [options]
+
+commands:
+  demo    train bottleneck units on scikit-learn's digits, code the test set, plot accuracy vs bpp
+"""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        from .split.demo import main as demo_main  # torch is imported here, only for the demo
+
+        return demo_main(rest)
+    print(f"featcodec: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
