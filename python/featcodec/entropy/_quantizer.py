@@ -47,8 +47,9 @@ def symbols_of(y: torch.Tensor, q_step: float = 1.0, means: Optional[torch.Tenso
     check_q_step(q_step)
     centred = y if means is None else y - means
     scaled = torch.round(centred.detach() / q_step)
-    limit = float(2**31 - 1)
-    if not bool(torch.isfinite(scaled).all()) or bool((scaled.abs() > limit).any()):
+    # Both bounds are exact in float32 (2**31 - 1 is not: it rounds up to 2**31).
+    outside = (scaled >= 2.0**31) | (scaled < -(2.0**31))
+    if not bool(torch.isfinite(scaled).all()) or bool(outside.any()):
         raise ValueError("symbols must be finite and within int32 after quantization (check y and q_step)")
     return scaled.to(torch.int32)
 
