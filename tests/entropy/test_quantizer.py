@@ -51,3 +51,5 @@ def test_bad_arguments():
     assert symbols_of(torch.tensor([-(2.0**31)]), 1.0).item() == -(2**31)
     with pytest.raises(ValueError, match="finite"):
         symbols_of(torch.tensor([float("inf")]), 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        symbols_of(torch.tensor([0.0, float("nan")]), 1.0)

@@ -223,21 +223,22 @@ class FactorizedPrior(EntropyModel):
         return np.arange(self.channels, dtype=np.int32).reshape((1, self.channels) + (1,) * (ndim - 2))
 
     @torch.no_grad()
-    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: bool = True) -> bytes:
-        """Codes ``round(y / Q)`` for y of shape (B, C, ...) into one message."""
+    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: bool = True,
+                 threads: Optional[int] = None) -> bytes:
+        """Codes ``round(y / Q)`` for y of shape (B, C, ...) into one message (threads: see featcodec.encode)."""
         self._channels_first(y)  # shape check
         tables = self.tables
         symbols = symbols_of(y, q_step).cpu().numpy()
-        return encode(symbols, tables, self._indexes(y.dim()), checksum=checksum)
+        return encode(symbols, tables, self._indexes(y.dim()), checksum=checksum, threads=threads)
 
     @torch.no_grad()
     def decompress(self, data: bytes, shape: Sequence[int], q_step: float = 1.0,
-                   device: Optional[torch.device] = None) -> torch.Tensor:
+                   device: Optional[torch.device] = None, *, threads: Optional[int] = None) -> torch.Tensor:
         """y_hat (float32, on ``device``, default the module's) from :meth:`compress`'s bytes."""
         shape = tuple(int(d) for d in shape)
         if len(shape) < 2 or shape[1] != self.channels:
             raise ValueError(f"shape must be (B, {self.channels}, ...), got {shape}")
-        symbols = decode(data, self.tables, self._indexes(len(shape)), shape=shape)
+        symbols = decode(data, self.tables, self._indexes(len(shape)), shape=shape, threads=threads)
         return dequantize(torch.from_numpy(symbols).to(device or self._device()), q_step)
 
     @torch.no_grad()

@@ -118,20 +118,20 @@ class GaussianConditional(EntropyModel):
 
     @torch.no_grad()
     def compress(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
-                 q_step: float = 1.0, *, checksum: bool = True) -> bytes:
+                 q_step: float = 1.0, *, checksum: bool = True, threads: Optional[int] = None) -> bytes:
         """Codes ``round((y - means) / Q)`` with each element's scale-family table."""
         if scales.shape != y.shape:
             raise ValueError(f"scales must have y's shape {tuple(y.shape)}, got {tuple(scales.shape)}")
         tables = self.tables
         symbols = symbols_of(y, q_step, means).cpu().numpy()
-        return encode(symbols, tables, self.table_indexes(scales, q_step), checksum=checksum)
+        return encode(symbols, tables, self.table_indexes(scales, q_step), checksum=checksum, threads=threads)
 
     @torch.no_grad()
     def decompress(self, data: bytes, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
-                   q_step: float = 1.0) -> torch.Tensor:
+                   q_step: float = 1.0, *, threads: Optional[int] = None) -> torch.Tensor:
         """y_hat (float32, on the scales' device) from :meth:`compress`'s bytes and the same scales."""
         indexes = self.table_indexes(scales, q_step)
-        symbols = decode(data, self.tables, indexes, shape=indexes.shape)
+        symbols = decode(data, self.tables, indexes, shape=indexes.shape, threads=threads)
         return dequantize(torch.from_numpy(symbols).to(scales.device), q_step, means)
 
     @torch.no_grad()
