@@ -1,8 +1,35 @@
 """Torch entropy models: where a bottleneck's output becomes symbols, likelihoods and bytes.
 
-Needs PyTorch (``import featcodec`` itself does not).
+- :class:`FactorizedPrior`: a learned density per channel.
+- :class:`GaussianConditional`: per-element Gaussians from a scale family.
+- :class:`Hyperprior`: the neural rate estimator (and a coder with side information).
+
+Each is an ``nn.Module`` whose integer coding tables live in its state_dict
+(:meth:`update_tables` builds them); :func:`estimate_bits` turns likelihoods
+into the differentiable rate; ``rate_report`` sets the estimate beside the
+actual bytes.  Needs PyTorch (``import featcodec`` itself does not).
 """
 
+from ._base import EntropyModel, StaleTablesError, estimate_bits
+from ._factorized import FactorizedPrior
+from ._gaussian import GaussianConditional, default_scale_table
+from ._hyperprior import Hyperprior
+from ._ledger import GAP_CAUSES, PartLedger, RateReport
 from ._quantizer import QUANTIZE_MODES, dequantize, quantize, symbols_of
 
-__all__ = ["QUANTIZE_MODES", "dequantize", "quantize", "symbols_of"]
+__all__ = [
+    "EntropyModel",
+    "FactorizedPrior",
+    "GAP_CAUSES",
+    "GaussianConditional",
+    "Hyperprior",
+    "PartLedger",
+    "QUANTIZE_MODES",
+    "RateReport",
+    "StaleTablesError",
+    "default_scale_table",
+    "dequantize",
+    "estimate_bits",
+    "quantize",
+    "symbols_of",
+]

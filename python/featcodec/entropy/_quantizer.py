@@ -45,11 +45,13 @@ def quantize(
 def symbols_of(y: torch.Tensor, q_step: float = 1.0, means: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The integer symbols ``round((y - mean) / Q)`` as int32 (what the coder codes)."""
     check_q_step(q_step)
-    centred = y if means is None else y - means
-    scaled = torch.round(centred.detach() / q_step)
-    limit = float(2**31 - 1)
-    if not bool(torch.isfinite(scaled).all()) or bool((scaled.abs() > limit).any()):
-        raise ValueError("symbols must be finite and within int32 after quantization (check y and q_step)")
+    centred = y.detach() if means is None else y.detach() - means
+    scaled = torch.round(centred / q_step)
+    if scaled.numel():
+        low, high = torch.aminmax(scaled)  # one pass; NaN and inf fail the test below
+        # Both bounds are exact in float32 (2**31 - 1 is not: it rounds up to 2**31).
+        if not (float(low) >= -(2.0**31) and float(high) < 2.0**31):
+            raise ValueError("symbols must be finite and within int32 after quantization (check y and q_step)")
     return scaled.to(torch.int32)
 
 

@@ -1,0 +1,175 @@
+"""GaussianConditional: per-element Gaussians from a scale family, as a hyperprior predicts them."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .._coding import decode, encode
+from .._tables import CdfTables
+from ._base import EntropyModel
+from ._bounds import lower_bound
+from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
+from ._quantizer import check_q_step, dequantize, quantize, symbols_of
+
+
+def default_scale_table() -> torch.Tensor:
+    """64 log-spaced scales from 0.11 to 256 (float64), the usual family."""
+    return torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64, dtype=torch.float64))
+
+
+class GaussianConditional(EntropyModel):
+    """Zero-mean (or mean-shifted) discretized Gaussians, one per element, coded with a scale family.
+
+    An element with scale s (in units of y) is coded as the symbol
+    ``round((y - mean) / Q)`` with the table of the smallest family scale
+    >= s / Q (the last one beyond the family); the likelihood in forward uses
+    s / Q itself, bounded below by the family's smallest scale.
+
+    Both ends must compute the same table index from the scales; see
+    :meth:`table_indexes` for how that is kept robust.
+
+    >>> import torch
+    >>> from featcodec.entropy import GaussianConditional
+    >>> gc = GaussianConditional().eval()
+    >>> _ = gc.update_tables()
+    >>> y, scales = torch.randn(1, 2, 4, 4) * 5, torch.full((1, 2, 4, 4), 5.0)
+    >>> data = gc.compress(y, scales)
+    >>> torch.equal(gc.decompress(data, scales), gc(y, scales)[0])
+    True
+    """
+
+    def __init__(
+        self,
+        scale_table: Optional[Sequence[float]] = None,
+        *,
+        tail_mass: Optional[float] = None,
+        likelihood_bound: float = 1e-9,
+        straight_through: bool = False,
+        precision: int = 16,
+    ) -> None:
+        super().__init__(precision)
+        table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
+        if table.dim() != 1 or table.numel() == 0:
+            raise ValueError("scale_table must be a non-empty 1-D sequence")
+        if not bool(torch.isfinite(table).all()) or bool((table <= 0).any()) or bool((table[1:] <= table[:-1]).any()):
+            raise ValueError("scale_table must be positive, finite and strictly increasing")
+        self.register_buffer("scale_table", table.clone())
+        self.tail_mass = tail_mass
+        self.likelihood_bound = float(likelihood_bound)
+        self.straight_through = straight_through
+
+    # --- the density --------------------------------------------------------------
+
+    def _symbol_scales(self, scales: torch.Tensor, q_step: float) -> torch.Tensor:
+        return (scales / q_step).clamp_min(float(self.scale_table[0]))
+
+    def _likelihood(self, v: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """P(bin of width 1 around v) under N(0, scales), evaluated on the lower tail."""
+        distance = torch.abs(v)
+        upper = torch.special.ndtr((0.5 - distance) / scales)
+        lower = torch.special.ndtr((-0.5 - distance) / scales)
+        return upper - lower
+
+    def forward(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
+                q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, likelihoods) of y given per-element scales (and means), with step Q."""
+        mode = ("ste" if self.straight_through else "noise") if self.training else "round"
+        y_hat = quantize(y, q_step, mode, means)
+        centred = y_hat if means is None else y_hat - means
+        likelihoods = self._likelihood(centred / q_step, self._symbol_scales(scales, q_step))
+        return y_hat, lower_bound(likelihoods, self.likelihood_bound)
+
+    @torch.no_grad()
+    def table_indexes(self, scales: torch.Tensor, q_step: float = 1.0) -> np.ndarray:
+        """Each element's table: the smallest family scale >= scale / Q (int32, on the CPU).
+
+        The comparison runs in float64 on values the caller computed; an
+        encoder and a decoder that computed slightly different scales (another
+        device, another BLAS) disagree only for a scale within rounding error
+        of a family scale.  The hyperprior computes its scales in float64 to
+        make that rare; the checksum detects it when it happens.
+        """
+        check_q_step(q_step)
+        ratio = scales.detach().to("cpu", torch.float64) / q_step
+        if not bool(torch.isfinite(ratio).all()) or bool((ratio < 0).any()):
+            raise ValueError("scales must be finite and non-negative")
+        index = torch.bucketize(ratio, self.scale_table.cpu(), right=False)
+        return index.clamp_max_(len(self.scale_table) - 1).to(torch.int32).numpy()
+
+    # --- tables -------------------------------------------------------------------
+
+    def _table_inputs(self):
+        return [self.scale_table]
+
+    def _extra_fingerprint(self) -> str:
+        return f"tail={self.tail_mass!r}"
+
+    def _expected_rows(self) -> int:
+        return len(self.scale_table)
+
+    def _build_tables(self) -> CdfTables:
+        return CdfTables.gaussian(self.scale_table.cpu().numpy(), self.precision, self.tail_mass)
+
+    # --- coding -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def compress(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
+                 q_step: float = 1.0, *, checksum: bool = True, threads: Optional[int] = None) -> bytes:
+        """Codes ``round((y - means) / Q)`` with each element's scale-family table."""
+        if scales.shape != y.shape:
+            raise ValueError(f"scales must have y's shape {tuple(y.shape)}, got {tuple(scales.shape)}")
+        tables = self.tables
+        symbols = symbols_of(y, q_step, means).cpu().numpy()
+        return encode(symbols, tables, self.table_indexes(scales, q_step), checksum=checksum, threads=threads)
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
+                   q_step: float = 1.0, *, threads: Optional[int] = None) -> torch.Tensor:
+        """y_hat (float32, on the scales' device) from :meth:`compress`'s bytes and the same scales."""
+        indexes = self.table_indexes(scales, q_step)
+        symbols = decode(data, self.tables, indexes, shape=indexes.shape, threads=threads)
+        return dequantize(torch.from_numpy(symbols).to(scales.device), q_step, means)
+
+    @torch.no_grad()
+    def ledger(self, y: torch.Tensor, scales: torch.Tensor, q_step: float, data: bytes,
+               means: Optional[torch.Tensor] = None, name: str = "y") -> PartLedger:
+        """Where the bits of ``data`` (this model's message for y) go; see :class:`RateReport`."""
+        was_training = self.training
+        self.eval()
+        try:
+            _, likelihoods = self(y, scales, means, q_step)
+        finally:
+            self.train(was_training)
+        symbols = symbols_of(y, q_step, means).cpu()
+        indexes = self.table_indexes(scales, q_step)
+        exact_scales = self._symbol_scales(scales.detach().to("cpu", torch.float64), q_step)
+        table_scales = self.scale_table.cpu()[torch.from_numpy(indexes).long()]
+        return ledger_of_message(
+            name,
+            neural_bits=float(-torch.log2(likelihoods.double()).sum()),
+            model_bits_per_symbol=_gaussian_bits(symbols, exact_scales).numpy(),
+            table_model_bits_per_symbol=_gaussian_bits(symbols, table_scales).numpy(),
+            symbols=symbols.numpy(),
+            tables=self.tables,
+            indexes=indexes,
+            data=data,
+        )
+
+    @torch.no_grad()
+    def rate_report(self, y: torch.Tensor, scales: torch.Tensor, image_size: Sequence[int],
+                    means: Optional[torch.Tensor] = None, q_step: float = 1.0) -> RateReport:
+        """Neural estimate, ideal and actual bits of compress(y, scales), with the gap by cause."""
+        part = self.ledger(y, scales, q_step, self.compress(y, scales, means, q_step), means)
+        return RateReport.from_parts(part, pixels_of(y.shape[0], image_size))
+
+
+def _gaussian_bits(symbols: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """-log2 P(symbol) under N(0, scale) discretized to unit bins, in float64, stable in the tails."""
+    distance = torch.abs(symbols.double())
+    log_upper = torch.special.log_ndtr((0.5 - distance) / scales)
+    log_lower = torch.special.log_ndtr((-0.5 - distance) / scales)
+    return -(log_upper + torch.log1p(-torch.exp(log_lower - log_upper))) / math.log(2)
