@@ -34,3 +34,22 @@ def test_registry():
     assert float(make_rate("l1", 8).aux_loss()) == 0.0
     with pytest.raises(ValueError, match="unknown rate term"):
         make_rate("l2", 8)
+
+
+@pytest.mark.parametrize("name", ["hyperprior", "factorized"])
+def test_neural_rate_is_the_estimated_bits_and_trains(name):
+    from featcodec.entropy import estimate_bits
+
+    term = make_rate(name, 4)
+    assert term.in_bits
+    y = (torch.randn(2, 4, 5, 3, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_()
+    y_hat, rate = term.train()(y, 0.5)
+    assert rate.dim() == 0 and float(rate.detach()) > 0
+    assert not torch.equal(y_hat, torch.round(y / 0.5) * 0.5)  # noise in training
+    (rate + term.aux_loss()).backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in term.parameters() if p.requires_grad)
+    with torch.no_grad():
+        y_hat, rate = term.eval()(y, 0.5)
+        assert torch.equal(y_hat, torch.round(y / 0.5) * 0.5)
+        assert float(rate) == pytest.approx(float(estimate_bits(term.entropy_model(y, q_step=0.5)[1])))

@@ -92,15 +92,19 @@ class BottleneckEncoder(nn.Module):
 
 
 class BottleneckDecoder(nn.Module):
-    """The receiver's half: ``(N, C_r, h, w), (H, W) -> (N, C, H, W)``."""
+    """The receiver's half: ``(N, C_r, h, w), output_size=(H, W) -> (N, C, H, W)``.
+
+    The argument is called ``output_size`` as in ``ConvTranspose2d`` (and as
+    :class:`featcodec.codec.FeatureCodec` passes the size from its header).
+    """
 
     def __init__(self, stages: Sequence[Stage]) -> None:
         super().__init__()
         self.stages = tuple(stages)
         self.layers = nn.ModuleList(_DeconvBnRelu(s) for s in reversed(self.stages))
 
-    def forward(self, y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        for layer, target in zip(self.layers, reversed(intermediate_sizes(self.stages, size))):
+    def forward(self, y: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
+        for layer, target in zip(self.layers, reversed(intermediate_sizes(self.stages, output_size))):
             y = layer(y, target)
         return y
 
@@ -119,8 +123,10 @@ class BottleneckUnit(nn.Module):
     """An encoder/decoder pair inserted at a split point.
 
     ``unit.encode(x)`` gives the tensor to quantize and code;
-    ``unit.decode(y_hat, size)`` restores a tensor shaped like ``x`` given
-    ``size = x.shape[-2:]``; ``unit(x)`` is both with no quantization.
+    ``unit.decode(y_hat, output_size)`` restores a tensor shaped like ``x``
+    given ``output_size = x.shape[-2:]``; ``unit(x)`` is both with no
+    quantization.  ``unit.encoder`` and ``unit.decoder`` are the two halves
+    as modules (what a :class:`featcodec.codec.FeatureCodec` wraps).
     """
 
     def __init__(self, kind: str, in_channels: int, out_channels: int, stride: int,
@@ -133,8 +139,8 @@ class BottleneckUnit(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
-    def decode(self, y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        return self.decoder(y, size)
+    def decode(self, y: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
+        return self.decoder(y, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x), x.shape[-2:])
@@ -158,9 +164,9 @@ class IdentityUnit(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def decode(self, y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        if tuple(y.shape[-2:]) != tuple(size):
-            raise ValueError(f"identity unit: size {tuple(size)} does not match {tuple(y.shape[-2:])}")
+    def decode(self, y: torch.Tensor, output_size: Sequence[int]) -> torch.Tensor:
+        if tuple(y.shape[-2:]) != tuple(output_size):
+            raise ValueError(f"identity unit: size {tuple(output_size)} does not match {tuple(y.shape[-2:])}")
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
