@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
