@@ -12,9 +12,10 @@ from featcodec.split import demo
 
 def test_quick_demo_codes_real_bitstreams_and_caches_the_classifier(tmp_path, capsys):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    assert demo.main(["--quick", "--cache-dir", str(cache), "--out", str(out), "--no-progress"]) == 0
+    assert demo.main(["--quick", "--cache-dir", str(cache), "--out", str(out), "--no-progress", "--search", "2"]) == 0
     printed = capsys.readouterr().out
     assert "true bpp" in printed and "supervised" in printed and "unsupervised" in printed
+    assert "Pareto frontier" in printed and printed.count(" C_r=") == 2 and " * C_r=" in printed
     png = out / "demo_accuracy_vs_bpp.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (cached,) = cache.glob("digits_cnn_*.pt")

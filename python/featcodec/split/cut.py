@@ -43,6 +43,9 @@ What crosses at the split points of the seeds' networks:
 
 Inside a residual block (``layer4.2.conv2``) the skip connection crosses as a
 second tensor in the same way.
+
+The model must be traceable by torch.fx (no control flow on tensor values);
+the named module must be called exactly once in ``forward``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..entropy import FactorizedPrior
 from .model import SplitModel
 from .rate import make_rate
+from .search import SearchPoint, SearchResult, SearchSpace, frontier_of, random_search
 from .train import TrainConfig, Trainer, evaluate
 from .units import make_unit
 
@@ -251,8 +253,35 @@ def run_point(tail: nn.Module, point: DemoPoint, train: TensorDataset, test: Ten
                        coded_accuracy, hyper_bpp, one_message_bpp)
 
 
-def run(settings: DemoSettings, cache_dir: pathlib.Path, out_dir: pathlib.Path, progress: bool = True) -> List[PointResult]:
-    """Runs the demo; returns one result per trained unit and writes the PNG."""
+DEMO_SEARCH_SPACE = SearchSpace(channels=(4, 8, 16), strides=(1, 2), q_step=(0.5, 2.0), log10_lambda=(-2.0, 1.0))
+"""Where ``--search`` draws (C_r, S, lambda, Q) from (lambda for rate in bits per pixel)."""
+
+
+def search(settings: DemoSettings, tail: nn.Module, train: TensorDataset, test: TensorDataset, trials: int,
+           progress: bool) -> List[SearchResult]:
+    """Random search over (C_r, S, lambda, Q), supervised with the hyperprior; prints the frontier."""
+    def measure(point: SearchPoint) -> Tuple[float, float]:
+        local = dataclasses.replace(settings, code_channels=point.channels, stride=point.stride)
+        result = run_point(tail, DemoPoint("supervised", "hyperprior", point.lam, point.q_step), train, test,
+                           local, progress)
+        return result.coded_accuracy, result.true_bpp
+
+    results = random_search(DEMO_SEARCH_SPACE, trials, measure, seed=settings.seed)
+    frontier = frontier_of(results)
+    print(f"random search, {trials} trials (supervised, hyperprior); Pareto frontier of (accuracy, true bpp):")
+    for r in results:
+        mark = "*" if any(r is f for f in frontier) else " "
+        print(f" {mark} C_r={r.point.channels:<3d} S={r.point.stride} lambda={r.point.lam:<8.3g} "
+              f"Q={r.point.q_step:<5.2f} accuracy={r.metric:.4f} bpp={r.bpp:.4f}")
+    return results
+
+
+def run(settings: DemoSettings, cache_dir: pathlib.Path, out_dir: pathlib.Path, progress: bool = True,
+        search_trials: int = 0) -> List[PointResult]:
+    """Runs the demo; returns one result per trained unit and writes the PNG.
+
+    ``search_trials`` > 0 adds a random search over (C_r, S, lambda, Q).
+    """
     started = time.perf_counter()
     train, test = digits_datasets()
     classifier = trained_classifier(train, cache_dir, settings.classifier_epochs, progress)
@@ -264,6 +293,8 @@ def run(settings: DemoSettings, cache_dir: pathlib.Path, out_dir: pathlib.Path, 
     train_features, test_features = head_features(head, train), head_features(head, test)
     results = [run_point(tail, p, train_features, test_features, settings, progress) for p in points]
     print(format_table(results, baseline, IMAGE_SIZE))
+    if search_trials:
+        search(settings, tail, train_features, test_features, search_trials, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(results, baseline, out_dir / "demo_accuracy_vs_bpp.png")
     print(f"wrote {out_dir / 'demo_accuracy_vs_bpp.png'}; {time.perf_counter() - started:.0f} s")
@@ -329,9 +360,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."), help="where the PNG goes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--search", type=int, default=0, metavar="N",
+                        help="also run a random search of N trials over (C_r, S, lambda, Q)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = DemoSettings.quick() if args.quick else DemoSettings()
-    run(settings, args.cache_dir or default_cache_dir(), args.out, progress=not args.no_progress)
+    run(settings, args.cache_dir or default_cache_dir(), args.out, progress=not args.no_progress,
+        search_trials=args.search)
     return 0
