@@ -231,6 +231,25 @@ FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, ui
   return kQuantizeOk;
 }
 
+// A from_pmf row: its len probabilities, then the escape's, the mass missing
+// from 1 (none if the row sums to >= 1).  Returns kQuantizeOk, or
+// kRowNotFinite / kRowNegative (at *bad) or kQuantizeAllZero.
+enum RowStatus : int { kRowNotFinite = 5, kRowNegative = 6 };
+FC_HD inline int pmf_row_with_escape(const double* src, int64_t len, double* dst, int64_t* bad) {
+  double sum = 0.0;
+  for (int64_t k = 0; k < len; ++k) {
+    const double v = src[k];
+    *bad = k;
+    if (!(v - v == 0.0)) return kRowNotFinite;
+    if (v < 0.0) return kRowNegative;
+    sum += v;  // may overflow to inf for huge values: then it is >= 1
+    dst[k] = v;
+  }
+  if (!(sum > 0.0)) return kQuantizeAllZero;
+  dst[len] = sum < 1.0 ? 1.0 - sum : 0.0;
+  return kQuantizeOk;
+}
+
 // --- zero-mean parametric rows (CdfTables.gaussian, .laplace, .logistic) --------
 
 // Largest half-width h of a symmetric parametric support: 2h + 2 <= 2^P.

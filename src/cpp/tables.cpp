@@ -171,15 +171,14 @@ std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int6
     if ((uint64_t{len} + 1) > (uint64_t{1} << precision))
       throw std::invalid_argument(row_name(i) + ": " + std::to_string(len) +
                                   " symbols plus the escape do not fit precision " + std::to_string(precision));
-    row.assign(pmf + i * stride, pmf + i * stride + len);
-    double sum = 0.0;
-    for (uint32_t k = 0; k < len; ++k) {
-      if (!std::isfinite(row[k])) throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
-      if (row[k] < 0.0) throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
-      sum += row[k];  // may overflow to inf for huge values: then it is >= 1
+    row.resize(len + 1);
+    int64_t bad = 0;
+    switch (pmf_row_with_escape(pmf + i * stride, len, row.data(), &bad)) {  // shared with the CUDA kernel
+      case kRowNotFinite: throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
+      case kRowNegative: throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
+      case kQuantizeAllZero: throw std::invalid_argument(row_name(i) + ": pmf is all zero");
+      default: break;
     }
-    if (!(sum > 0.0)) throw std::invalid_argument(row_name(i) + ": pmf is all zero");
-    row.push_back(sum < 1.0 ? 1.0 - sum : 0.0);  // escape
     const size_t at = freqs.size();
     freqs.resize(at + len + 1);
     buffers.quantize(row.data(), len + 1, precision, &freqs[at]);
