@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-asan
 .venv-asan/bin/pip install -q --upgrade pip
+export FEATCODEC_CUDA=OFF  # ASan and the CUDA runtime do not mix; the tests read it too
 .venv-asan/bin/pip install -q "pytest>=7" "hypothesis>=6"
-FEATCODEC_SANITIZE=ON FEATCODEC_CUDA=OFF .venv-asan/bin/pip install -q --config-settings=build-dir=build/asan .
+FEATCODEC_SANITIZE=ON .venv-asan/bin/pip install -q --config-settings=build-dir=build/asan .
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:check_initialization_order=1:verify_asan_link_order=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"

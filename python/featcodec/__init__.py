@@ -8,12 +8,14 @@ The numpy-level API::
     symbols = fc.decode(data, tables, indexes)        # int32 array
     bits = fc.information_content(symbols, tables, indexes)
 
-``import featcodec`` needs only numpy and the native extension.
+``import featcodec`` needs only numpy and the native extension; the CUDA
+table kernels are in :mod:`featcodec.cuda`, imported on demand.
 """
 
 from ._core import FORMAT_VERSION
 from ._tables import CdfTables, default_tail_mass
 from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
+from ._parametric import element_cdf, parametric_intervals, scale_index
 
 __version__ = "0.1.0"
 
@@ -24,6 +26,9 @@ __all__ = [
     "FORMAT_VERSION",
     "decode",
     "default_tail_mass",
+    "element_cdf",
     "encode",
     "information_content",
+    "parametric_intervals",
+    "scale_index",
 ]

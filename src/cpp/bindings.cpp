@@ -7,6 +7,7 @@
 
 #include "chunk.h"
 #include "codec.h"
+#include "table_math.h"
 #include "tables.h"
 
 namespace py = pybind11;
@@ -45,6 +46,20 @@ IndexSource index_source(const py::array& indexes, const std::vector<int64_t>& s
 
 std::vector<int64_t> shape_of(const py::array& a) {
   return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// Per-element parametric arguments, validated (ValueError naming the element).
+void check_element_args(int family, const double* means, const double* scales, int64_t n, int precision) {
+  if (family < 0 || family > 2) throw py::value_error("unknown family");
+  if (precision < 2 || precision > kMaxPrecision) throw py::value_error("precision must be in [2, 16]");
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(means[i] >= -kMaxElementMean && means[i] <= kMaxElementMean))
+      throw py::value_error("mean of element " + std::to_string(i) + " must be finite and within +-2**30");
+    if (!(scales[i] >= kMinElementScale && scales[i] <= kMaxElementScale))
+      throw py::value_error("scale of element " + std::to_string(i) + " must be in [2**-20, 2**20]");
+  }
 }
 
 py::bytes as_bytes(const std::vector<uint8_t>& v) {
@@ -108,6 +123,66 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("__len__", &Tables::size)
       .def("__eq__", [](const Tables& a, const Tables& b) { return a == b; });
+
+  m.def(
+      "scale_index",
+      [](DoubleArray scales, DoubleArray table) {
+        if (table.ndim() != 1 || table.size() < 1) throw py::value_error("table scales must be a non-empty 1-D array");
+        const double* ts = table.data();
+        for (py::ssize_t i = 0; i < table.size(); ++i)
+          if (!(ts[i] > 0.0 && ts[i] <= 1.7976931348623157e308) || (i > 0 && !(ts[i] > ts[i - 1])))
+            throw py::value_error("table scales must be positive, finite and strictly increasing");
+        Int32Array out(std::vector<py::ssize_t>(scales.shape(), scales.shape() + scales.ndim()));
+        const double* s = scales.data();
+        int32_t* o = out.mutable_data();
+        const int32_t n = static_cast<int32_t>(table.size());
+        for (py::ssize_t i = 0; i < scales.size(); ++i) {
+          o[i] = scale_index(s[i], ts, n);
+          if (o[i] < 0) throw py::value_error("scale " + std::to_string(i) + " is NaN");
+        }
+        return out;
+      },
+      py::arg("scales"), py::arg("table"));
+
+  m.def("element_cutoff", [](int family, int precision) {
+    if (family < 0 || family > 2) throw py::value_error("unknown family");
+    if (precision < 2 || precision > kMaxPrecision) throw py::value_error("precision must be in [2, 16]");
+    return element_cutoff(static_cast<Family>(family), precision);
+  });
+
+  m.def(
+      "element_intervals",
+      [](int family, const Int32Array& values, DoubleArray means, DoubleArray scales, int precision) {
+        const int64_t n = values.size();
+        if (means.size() != n || scales.size() != n) throw py::value_error("values, means and scales differ in size");
+        check_element_args(family, means.data(), scales.data(), n, precision);
+        py::array_t<uint32_t> out(std::vector<py::ssize_t>(values.shape(), values.shape() + values.ndim()));
+        const int32_t* v = values.data();
+        const double *mu = means.data(), *s = scales.data();
+        uint32_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          const Family f = static_cast<Family>(family);
+          const double cutoff = element_cutoff(f, precision);
+          for (int64_t i = 0; i < n; ++i) o[i] = element_interval(element_model(f, mu[i], s[i], precision, cutoff), v[i]);
+        }
+        return out;
+      },
+      py::arg("family"), py::arg("values"), py::arg("means"), py::arg("scales"), py::arg("precision"));
+
+  m.def(
+      "element_cdf",
+      [](int family, double mean, double scale, int precision) {
+        check_element_args(family, &mean, &scale, 1, precision);
+        const Family f = static_cast<Family>(family);
+        const ElementModel model = element_model(f, mean, scale, precision, element_cutoff(f, precision));
+        py::array_t<int64_t> cdf(model.n + 2);
+        int64_t* c = cdf.mutable_data();
+        for (int64_t k = 0; k <= model.n; ++k) c[k] = model.cdf(model.k_min + k);
+        c[model.n + 1] = model.total;
+        return py::make_tuple(model.k_min, cdf);
+      },
+      py::arg("family"), py::arg("mean"), py::arg("scale"), py::arg("precision"));
 
   m.def(
       "encode",

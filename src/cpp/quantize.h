@@ -5,24 +5,31 @@
 // The whole optimization runs on integers: probabilities are first turned into
 // 62-bit fixed-point weights (one IEEE division each, exactly specified), and
 // log2 is a fixed-point table computed by integer arithmetic.  The same input
-// therefore gives the same table on every machine.
+// therefore gives the same table on every machine, and on a GPU: the
+// algorithm itself is quantize_pmf_core in table_math.h, shared with the
+// CUDA kernels.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "table_math.h"
+
 namespace featcodec {
 
-constexpr int kMaxPrecision = 16;
-constexpr int kLog2FracBits = 48;
-
-// floor(log2(f) * 2^48) for f in [0, 2^16 + 1] (entry 0 unused), computed by
-// integer repeated squaring.  Built once, thread-safe.
+// fixed_log2(f) for f in [0, 2^16 + 1] (entry 0 unused).  Built once, thread-safe.
 const std::vector<uint64_t>& fixed_log2_table();
 
 // Quantizes probabilities p[0..n) (finite, >= 0, positive sum) into
 // frequencies f[0..n) with f_i >= 1 and sum 2^precision.  Requires
 // 1 <= n <= 2^precision.  Throws std::invalid_argument otherwise.
 void quantize_pmf(const double* p, int64_t n, int precision, uint32_t* freq);
+
+// The same with caller-owned scratch (resized as needed), for loops over rows.
+struct QuantizeBuffers {
+  std::vector<uint64_t> weight;
+  std::vector<int32_t> heaps;
+  void quantize(const double* p, int64_t n, int precision, uint32_t* freq);
+};
 
 }  // namespace featcodec

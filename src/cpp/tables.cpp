@@ -23,9 +23,6 @@ constexpr uint8_t kTableMagic[4] = {'F', 'C', 'T', 'B'};
 constexpr uint8_t kTableFormatVersion = 1;
 constexpr size_t kTableHeaderSize = 12;  // magic, version, precision, 2 reserved, n_rows
 
-// Largest half-width h of a symmetric parametric support: 2h + 2 <= 2^P.
-int64_t max_half_width(int precision) { return (int64_t{1} << (precision - 1)) - 1; }
-
 }  // namespace
 
 uint32_t crc32(const uint8_t* data, size_t size) {
@@ -165,6 +162,7 @@ std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int6
     throw std::invalid_argument("precision must be in [1, 16], got " + std::to_string(precision));
   std::vector<uint32_t> freqs;
   std::vector<double> row;
+  QuantizeBuffers buffers;
   for (int64_t i = 0; i < n_rows; ++i) {
     const uint32_t len = lengths[i];
     if (len < 1 || len > stride)
@@ -173,18 +171,17 @@ std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int6
     if ((uint64_t{len} + 1) > (uint64_t{1} << precision))
       throw std::invalid_argument(row_name(i) + ": " + std::to_string(len) +
                                   " symbols plus the escape do not fit precision " + std::to_string(precision));
-    row.assign(pmf + i * stride, pmf + i * stride + len);
-    double sum = 0.0;
-    for (uint32_t k = 0; k < len; ++k) {
-      if (!std::isfinite(row[k])) throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
-      if (row[k] < 0.0) throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
-      sum += row[k];  // may overflow to inf for huge values: then it is >= 1
+    row.resize(len + 1);
+    int64_t bad = 0;
+    switch (pmf_row_with_escape(pmf + i * stride, len, row.data(), &bad)) {  // shared with the CUDA kernel
+      case kRowNotFinite: throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
+      case kRowNegative: throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
+      case kQuantizeAllZero: throw std::invalid_argument(row_name(i) + ": pmf is all zero");
+      default: break;
     }
-    if (!(sum > 0.0)) throw std::invalid_argument(row_name(i) + ": pmf is all zero");
-    row.push_back(sum < 1.0 ? 1.0 - sum : 0.0);  // escape
     const size_t at = freqs.size();
     freqs.resize(at + len + 1);
-    quantize_pmf(row.data(), len + 1, precision, &freqs[at]);
+    buffers.quantize(row.data(), len + 1, precision, &freqs[at]);
   }
   return std::make_shared<Tables>(precision, offsets, lengths, freqs);
 }
@@ -194,34 +191,24 @@ std::shared_ptr<Tables> Tables::parametric(Family family, const double* scales, 
   if (precision < 2 || precision > kMaxPrecision)
     throw std::invalid_argument("precision must be in [2, 16] for parametric tables");
   if (!(tail_mass > 0.0 && tail_mass < 1.0)) throw std::invalid_argument("tail_mass must be in (0, 1)");
-  const int64_t h_max = max_half_width(precision);
   std::vector<int32_t> offsets(n);
   std::vector<uint32_t> lengths(n);
   std::vector<uint32_t> freqs;
   std::vector<double> pmf;
+  QuantizeBuffers buffers;
   for (int64_t i = 0; i < n; ++i) {
     const double s = scales[i];
     if (!(s > 0.0) || !std::isfinite(s))
       throw std::invalid_argument("scale " + std::to_string(i) + " must be positive and finite");
-    // Outside mass of the support [-h, h]: both tails beyond h + 1/2.
-    auto outside = [&](int64_t h) { return 2.0 * det_family_sf(family, (h + 0.5) / s); };
-    // Smallest h with outside(h) <= tail_mass, by doubling then bisection.
-    int64_t lo = -1, hi = 0;  // outside(lo) > tail_mass (lo = -1: by definition)
-    while (hi < h_max && outside(hi) > tail_mass) { lo = hi; hi = std::min(h_max, 2 * hi + 1); }
-    while (hi - lo > 1) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      (outside(mid) > tail_mass ? lo : hi) = mid;
-    }
-    const int64_t h = hi;
+    // The same routines as the CUDA kernels (table_math.h).
+    const int64_t h = parametric_half_width(family, s, precision, tail_mass);
     pmf.resize(2 * h + 2);
-    for (int64_t k = -h; k <= h; ++k)
-      pmf[k + h] = std::max(0.0, det_interval_mass(family, (k - 0.5) / s, (k + 0.5) / s));
-    pmf[2 * h + 1] = outside(h);
+    parametric_pmf(family, s, h, pmf.data());
     offsets[i] = static_cast<int32_t>(-h);
     lengths[i] = static_cast<uint32_t>(2 * h + 1);
     const size_t at = freqs.size();
     freqs.resize(at + pmf.size());
-    quantize_pmf(pmf.data(), static_cast<int64_t>(pmf.size()), precision, &freqs[at]);
+    buffers.quantize(pmf.data(), static_cast<int64_t>(pmf.size()), precision, &freqs[at]);
   }
   return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
 }
