@@ -126,3 +126,22 @@ def test_scale_index_errors():
         fc.scale_index([1.0], [2.0, 1.0])
     with pytest.raises(ValueError, match="non-empty"):
         fc.scale_index([1.0], [])
+
+
+@given(st.data())
+def test_scale_index_fast_path_matches_the_lower_bound(data):
+    """The bucketed host path equals a plain lower bound, on any table, float32 and float64."""
+    n = data.draw(st.integers(1, 300))
+    spread = data.draw(st.sampled_from([1e-3, 1.0, 50.0, 600.0]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    table = np.unique(np.exp(rng.uniform(-spread, spread, n)))
+    probes = np.concatenate([
+        table, np.nextafter(table, 0), np.nextafter(table, np.inf),
+        np.exp(rng.uniform(-spread - 1, spread + 1, 500)), [0.0, -0.0, -1.0, -np.inf, np.inf, 5e-324, 1.7e308],
+    ])
+    expected = np.minimum(np.searchsorted(table, probes, side="left"), len(table) - 1)
+    assert np.array_equal(fc.scale_index(probes, table), expected)
+    with np.errstate(over="ignore"):  # 1.7e308 becomes inf in float32, as intended
+        narrow = probes.astype(np.float32)
+    expected = np.minimum(np.searchsorted(table, narrow.astype(np.float64), side="left"), len(table) - 1)
+    assert np.array_equal(fc.scale_index(narrow, table), expected)

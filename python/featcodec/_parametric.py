@@ -57,7 +57,7 @@ def scale_index(scales: np.ndarray, table_scales: np.ndarray) -> np.ndarray:
     """
     s = _float_array(scales, "scales")
     s = s if s.dtype in (np.float32, np.float64) else s.astype(np.float64)
-    return _core.scale_index(s.astype(np.float64), check_table_scales(table_scales))
+    return _core.scale_index(s, check_table_scales(table_scales))
 
 
 def element_arrays(

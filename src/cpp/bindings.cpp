@@ -8,6 +8,7 @@
 #include "chunk.h"
 #include "codec.h"
 #include "table_math.h"
+#include "scale_indexer.h"
 #include "tables.h"
 
 namespace py = pybind11;
@@ -49,6 +50,37 @@ std::vector<int64_t> shape_of(const py::array& a) {
 }
 
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// float32 without forcecast: a float64 array must never be narrowed into it.
+template <typename T>
+using ScaleArray = py::array_t<T, std::is_same_v<T, float> ? py::array::c_style
+                                                             : py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+Int32Array scale_index_array(ScaleArray<T> scales, DoubleArray table) {
+  if (table.ndim() != 1 || table.size() < 1) throw py::value_error("table scales must be a non-empty 1-D array");
+  const double* ts = table.data();
+  for (py::ssize_t i = 0; i < table.size(); ++i)
+    if (!(ts[i] > 0.0 && ts[i] <= 1.7976931348623157e308) || (i > 0 && !(ts[i] > ts[i - 1])))
+      throw py::value_error("table scales must be positive, finite and strictly increasing");
+  Int32Array out(std::vector<py::ssize_t>(scales.shape(), scales.shape() + scales.ndim()));
+  const T* s = scales.data();
+  int32_t* o = out.mutable_data();
+  const py::ssize_t count = scales.size();
+  int32_t nan_seen = 0;
+  {
+    py::gil_scoped_release release;
+    const ScaleIndexer index(ts, static_cast<int32_t>(table.size()));
+    for (py::ssize_t i = 0; i < count; ++i) {
+      o[i] = index(static_cast<double>(s[i]));
+      nan_seen |= o[i];  // -1 (NaN) is the only negative result
+    }
+  }
+  if (nan_seen < 0)
+    for (py::ssize_t i = 0; i < count; ++i)
+      if (o[i] < 0) throw py::value_error("scale " + std::to_string(i) + " is NaN");
+  return out;
+}
 
 // Per-element parametric arguments, validated (ValueError naming the element).
 void check_element_args(int family, const double* means, const double* scales, int64_t n, int precision) {
@@ -124,25 +156,10 @@ PYBIND11_MODULE(_core, m) {
       .def("__len__", &Tables::size)
       .def("__eq__", [](const Tables& a, const Tables& b) { return a == b; });
 
-  m.def(
-      "scale_index",
-      [](DoubleArray scales, DoubleArray table) {
-        if (table.ndim() != 1 || table.size() < 1) throw py::value_error("table scales must be a non-empty 1-D array");
-        const double* ts = table.data();
-        for (py::ssize_t i = 0; i < table.size(); ++i)
-          if (!(ts[i] > 0.0 && ts[i] <= 1.7976931348623157e308) || (i > 0 && !(ts[i] > ts[i - 1])))
-            throw py::value_error("table scales must be positive, finite and strictly increasing");
-        Int32Array out(std::vector<py::ssize_t>(scales.shape(), scales.shape() + scales.ndim()));
-        const double* s = scales.data();
-        int32_t* o = out.mutable_data();
-        const int32_t n = static_cast<int32_t>(table.size());
-        for (py::ssize_t i = 0; i < scales.size(); ++i) {
-          o[i] = scale_index(s[i], ts, n);
-          if (o[i] < 0) throw py::value_error("scale " + std::to_string(i) + " is NaN");
-        }
-        return out;
-      },
-      py::arg("scales"), py::arg("table"));
+  // float32 scales are indexed as they are (each converts to double exactly),
+  // without a float64 copy of the array.
+  m.def("scale_index", &scale_index_array<float>, py::arg("scales"), py::arg("table"));
+  m.def("scale_index", &scale_index_array<double>, py::arg("scales"), py::arg("table"));
 
   m.def("element_cutoff", [](int family, int precision) {
     if (family < 0 || family > 2) throw py::value_error("unknown family");

@@ -295,13 +295,16 @@ FC_HD inline void parametric_pmf(Family family, double s, int64_t h, double* pmf
 // inputs alike (a float32 converts to double exactly).
 FC_HD inline int32_t scale_index(double s, const double* table, int32_t n) {
   if (s != s) return -1;
-  int32_t lo = 0, hi = n - 1;
-  while (lo < hi) {
-    const int32_t mid = lo + (hi - lo) / 2;
-    if (table[mid] >= s) hi = mid;
-    else lo = mid + 1;
+  // Branch-free lower bound: the comparisons are data-dependent coin flips,
+  // which a branchy search mispredicts about half the time.
+  const double* base = table;
+  for (int32_t len = n; len > 1;) {
+    const int32_t half = len / 2;
+    base = base[half] < s ? base + half : base;
+    len -= half;
   }
-  return lo;
+  const int32_t index = static_cast<int32_t>(base - table) + (*base < s ? 1 : 0);
+  return index < n ? index : n - 1;
 }
 
 // --- per-element parametric models ------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .._coding import decode, encode
+from .._parametric import scale_index
 from .._tables import CdfTables
 from ._base import EntropyModel
 from ._bounds import lower_bound
@@ -25,8 +26,8 @@ class GaussianConditional(EntropyModel):
     """Zero-mean (or mean-shifted) discretized Gaussians, one per element, coded with a scale family.
 
     An element with scale s (in units of y) is coded as the symbol
-    ``round((y - mean) / Q)`` with the table of the smallest family scale
-    >= s / Q (the last one beyond the family); the likelihood in forward uses
+    ``round((y - mean) / Q)`` with the table of the smallest family scale t
+    with Q * t >= s (the last one beyond the family); the likelihood in forward uses
     s / Q itself, bounded below by the family's smallest scale.
 
     Both ends must compute the same table index from the scales; see
@@ -85,20 +86,19 @@ class GaussianConditional(EntropyModel):
 
     @torch.no_grad()
     def table_indexes(self, scales: torch.Tensor, q_step: float = 1.0) -> np.ndarray:
-        """Each element's table: the smallest family scale >= scale / Q (int32, on the CPU).
+        """Each element's table: the smallest family scale t with Q * t >= scale (int32, on the CPU).
 
-        The comparison runs in float64 on values the caller computed; an
-        encoder and a decoder that computed slightly different scales (another
-        device, another BLAS) disagree only for a scale within rounding error
-        of a family scale.  The hyperprior computes its scales in float64 to
-        make that rare; the checksum detects it when it happens.
+        Scales at or below Q times the smallest family scale get table 0 (as
+        forward bounds them); beyond the largest, the last table; NaN raises
+        ValueError.  The comparisons are exact (featcodec.scale_index), so
+        an encoder and a decoder disagree only if they computed different
+        scales (another device, another BLAS), and then only for a scale
+        within rounding error of Q * t.  The hyperprior computes its scales
+        in float64 to make that rare; the checksum detects it when it happens.
         """
         check_q_step(q_step)
-        ratio = scales.detach().to("cpu", torch.float64) / q_step
-        if not bool(torch.isfinite(ratio).all()) or bool((ratio < 0).any()):
-            raise ValueError("scales must be finite and non-negative")
-        index = torch.bucketize(ratio, self.scale_table.cpu(), right=False)
-        return index.clamp_max_(len(self.scale_table) - 1).to(torch.int32).numpy()
+        values = scales.detach().cpu().numpy()
+        return scale_index(values, self.scale_table.cpu().numpy() * q_step)
 
     # --- tables -------------------------------------------------------------------
 
