@@ -144,3 +144,14 @@ def test_bad_arguments():
         _codec("factorized", q_step=1e-50)  # zero in float32
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         CODECS["factorized"].encode(torch.zeros(16, 4, 4))
+
+
+def test_checksum_can_be_turned_off():
+    features = torch.randn(1, 16, 6, 6) * 2
+    for kind in ("factorized", "hyperprior"):
+        with_sum, without = CODECS[kind], _codec(kind, checksum=False)
+        data = without.encode(features)
+        assert len(data) == len(with_sum.encode(features)) - 4
+        assert torch.equal(without.decode(data), with_sum.decode(with_sum.encode(features)))
+        report = without.report(features, image_size=(24, 24))
+        assert report.actual_bits == 8 * len(data) and report.gaps["checksum"] == 0

@@ -46,6 +46,9 @@ class FeatureCodec:
     :class:`~featcodec.entropy.Hyperprior` over C_r channels, with tables
     (``update_tables()``).
     q_step: the quantization step Q of the latent, stored as float32.
+    checksum: end each message with the 4-byte checksum of the values (see
+    featcodec.encode); off saves 4 bytes a message, and corrupt bytes may
+    then decode to wrong features instead of raising DecodeError.
     max_elements: the largest latent or feature plane (B*C_r*h*w, B*H*W) a
     header may ask for; larger ones are refused before anything is allocated.
 
@@ -69,6 +72,7 @@ class FeatureCodec:
         q_step: float = 1.0,
         *,
         model_id: int = 0,
+        checksum: bool = True,
         max_elements: int = _DEFAULT_MAX_ELEMENTS,
     ) -> None:
         if not isinstance(entropy_model, (FactorizedPrior, Hyperprior)):
@@ -78,6 +82,7 @@ class FeatureCodec:
         self.encoder, self.decoder, self.entropy_model = encoder, decoder, entropy_model
         self.q_step = _as_float32(q_step)
         self.model_id = model_id
+        self.checksum = bool(checksum)
         self.max_elements = int(max_elements)
         self._decoder_takes_size = "output_size" in inspect.signature(decoder.forward).parameters
 
@@ -142,7 +147,7 @@ class FeatureCodec:
         q = self.q_step if q_step is None else _as_float32(q_step)
         with _eval(self.encoder, self.entropy_model):
             y = self.encoder(features)
-            payload = self.entropy_model.compress(y, q_step=q)
+            payload = self.entropy_model.compress(y, q_step=q, checksum=self.checksum)
         header = self._header(features.shape[0], features.shape[2:], y.shape[2:], q)
         return header, payload, (y, q)
 
@@ -171,7 +176,8 @@ class FeatureCodec:
         header, payload, (y, q) = self._encode(features, q_step)
         pixels_of(features.shape[0], image_size)
         with _eval(self.entropy_model):
-            report = self.entropy_model.rate_report(y, image_size, q_step=q, extra_header_bytes=len(header))
+            report = self.entropy_model.rate_report(y, image_size, q_step=q, checksum=self.checksum,
+                                                    extra_header_bytes=len(header))
         if report.actual_bits != 8 * (len(header) + len(payload)):
             raise RuntimeError("internal: the report's bits differ from the message's")  # pragma: no cover
         return report

@@ -264,7 +264,7 @@ class FactorizedPrior(EntropyModel):
 
     @torch.no_grad()
     def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0,
-                    *, extra_header_bytes: int = 0) -> RateReport:
+                    *, checksum: bool = True, extra_header_bytes: int = 0) -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y), with the gap by cause."""
-        part = self.ledger(y, q_step, self.compress(y, q_step))
+        part = self.ledger(y, q_step, self.compress(y, q_step, checksum=checksum))
         return RateReport.from_parts(part, pixels_of(y.shape[0], image_size), extra_header_bytes=extra_header_bytes)

@@ -133,10 +133,10 @@ class Hyperprior(nn.Module):
 
     @torch.no_grad()
     def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0,
-                    *, extra_header_bytes: int = 0) -> RateReport:
+                    *, checksum: bool = True, extra_header_bytes: int = 0) -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y), with the gap by cause."""
         self._check_shape(y.shape)
-        z, z_data, scales, y_data = self._encode_parts(y, q_step, checksum=True)
+        z, z_data, scales, y_data = self._encode_parts(y, q_step, checksum=checksum)
         was_training = self.training
         self.eval()
         try:
