@@ -15,7 +15,7 @@ table kernels are in :mod:`featcodec.cuda`, imported on demand.
 from ._core import FORMAT_VERSION
 from ._tables import CdfTables, default_tail_mass
 from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
-from ._parametric import element_cdf, parametric_intervals, scale_index
+from ._parametric import decode_parametric, element_cdf, encode_parametric, parametric_intervals, scale_index
 
 __version__ = "0.1.0"
 
@@ -25,9 +25,11 @@ __all__ = [
     "DecodeError",
     "FORMAT_VERSION",
     "decode",
+    "decode_parametric",
     "default_tail_mass",
     "element_cdf",
     "encode",
+    "encode_parametric",
     "information_content",
     "parametric_intervals",
     "scale_index",

@@ -3,12 +3,13 @@ the CUDA kernels in :mod:`featcodec.cuda` (same native arithmetic, bit for bit).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
-from ._arrays import as_int32
+from ._arrays import as_int32, as_shape
+from ._coding import DEFAULT_CHUNK_SIZE, _chunk_bits, _threads
 
 FAMILIES = {"gaussian": 0, "laplace": 1, "logistic": 2}
 
@@ -92,8 +93,7 @@ def parametric_intervals(
     >>> freq.tolist()  # a likely value, a less likely one, an escape
     [25092, 15840, 2]
     """
-    if not isinstance(precision, (int, np.integer)) or not 2 <= precision <= 16:
-        raise ValueError(f"precision must be an integer in [2, 16], got {precision!r}")
+    precision = _check_precision(precision)
     v, mu, s = element_arrays(values, means, scales)
     packed = _core.element_intervals(family_code(family), v, mu, s, int(precision))
     return packed & 0xFFFF, packed >> 16
@@ -105,3 +105,124 @@ def element_cdf(family: str, mean: float, scale: float, precision: int = 16) -> 
     cdf[n + 1] = 2**precision."""
     k_min, cdf = _core.element_cdf(family_code(family), float(mean), float(scale), int(precision))
     return int(k_min), cdf
+
+
+# --- coding with per-element models ---------------------------------------------------
+
+
+def _check_precision(precision: object) -> int:
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or not 2 <= precision <= 16:
+        raise ValueError(f"precision must be an integer in [2, 16], got {precision!r}")
+    return int(precision)
+
+
+def _element_params(means: object, scales: object, shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
+    """means and scales (float64) broadcast to ``shape``, C-contiguous."""
+    mu = _float_array(means, "means").astype(np.float64)
+    s = _float_array(scales, "scales").astype(np.float64)
+    try:
+        mu, s = (np.broadcast_to(a, shape) for a in (mu, s))
+    except ValueError:
+        raise ValueError(f"means {mu.shape} and scales {s.shape} do not broadcast to {shape}") from None
+    return np.ascontiguousarray(mu), np.ascontiguousarray(s)
+
+
+def _packed_intervals(intervals: object, shape: Tuple[int, ...]) -> np.ndarray:
+    """A (start, freq) pair or a packed ``start | freq << 16`` array, packed, of ``shape``."""
+    if isinstance(intervals, tuple):
+        if len(intervals) != 2:
+            raise ValueError("intervals must be a (start, freq) pair or a packed array")
+        start, freq = (np.asarray(a) for a in intervals)
+        for name, a in (("start", start), ("freq", freq)):
+            if a.dtype.kind not in "iu" or a.shape != shape:
+                raise ValueError(f"intervals' {name} must be an integer array of shape {shape}")
+            if a.size and not (a.min() >= 0 and a.max() < 1 << 16):
+                raise ValueError(f"intervals' {name} must be in [0, 2**16)")
+        packed = start.astype(np.uint32) | freq.astype(np.uint32) << np.uint32(16)
+    else:
+        packed = np.asarray(intervals)
+        if packed.dtype.kind not in "iu" or packed.shape != shape:
+            raise ValueError(f"intervals must be an integer array of shape {shape}")
+        if packed.size and not (packed.min() >= 0 and packed.max() < 1 << 32):
+            raise ValueError("packed intervals must be in [0, 2**32)")
+    return np.ascontiguousarray(packed, dtype=np.uint32)
+
+
+def encode_parametric(
+    symbols: np.ndarray,
+    family: str,
+    means: np.ndarray,
+    scales: np.ndarray,
+    *,
+    precision: int = 16,
+    intervals: object = None,
+    checksum: bool = True,
+    threads: Optional[int] = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> bytes:
+    """Codes an integer array with a distribution of its own for every
+    element: ``family`` with ``means[i]`` and ``scales[i]`` (broadcast to
+    ``symbols.shape``), quantized as :func:`parametric_intervals` does.
+
+    The message has :func:`encode`'s layout (docs/format.md); only the
+    intervals come from the per-element models.  Values outside an
+    element's support are escape-coded.  ``means`` must be finite with
+    ``|mean| <= 2**30``, ``scales`` in ``[2**-20, 2**20]`` (ValueError).
+
+    intervals: optionally each element's interval, already computed (by
+    :func:`parametric_intervals` or :func:`featcodec.cuda.parametric_intervals`),
+    as a (start, freq) pair of arrays or packed ``start | freq << 16``, of
+    ``symbols.shape``; the coder then evaluates no distributions (means and
+    scales still give each support, for escapes).  The bytes are the same
+    when the intervals are; other intervals make a message that does not
+    decode (DecodeError with the checksum on).
+
+    >>> import numpy as np, featcodec as fc
+    >>> x = np.array([[0, 3, -2], [40, 41, 2**31 - 1]])
+    >>> mu, sigma = np.array([[0.2], [40.0]]), np.array([1.5, 0.5, 2.0])
+    >>> data = fc.encode_parametric(x, "gaussian", mu, sigma)
+    >>> fc.decode_parametric(data, "gaussian", mu, sigma, shape=x.shape).tolist()
+    [[0, 3, -2], [40, 41, 2147483647]]
+    >>> data == fc.encode_parametric(x, "gaussian", mu, sigma,
+    ...                              intervals=fc.parametric_intervals(x, "gaussian", mu, sigma))
+    True
+    """
+    values = as_int32(symbols, "symbols")
+    p = _check_precision(precision)
+    mu, s = _element_params(means, scales, values.shape)
+    packed = None if intervals is None else _packed_intervals(intervals, values.shape)
+    return _core.encode_elements(
+        values, family_code(family), mu, s, packed, p, bool(checksum),
+        _threads(threads), _chunk_bits(chunk_size),
+    )
+
+
+def decode_parametric(
+    data: bytes,
+    family: str,
+    means: np.ndarray,
+    scales: np.ndarray,
+    *,
+    precision: int = 16,
+    shape: Optional[Sequence[int]] = None,
+    threads: Optional[int] = None,
+) -> np.ndarray:
+    """Decodes bytes from :func:`encode_parametric` with the same family,
+    means, scales and precision.
+
+    Returns an int32 array of ``shape`` (default: the broadcast shape of
+    ``means`` and ``scales``).  Raises DecodeError for bytes that are not
+    such a message, and, with the checksum on, for other means or scales.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    p = _check_precision(precision)
+    code = family_code(family)
+    if shape is None:
+        try:
+            shape = np.broadcast_shapes(np.shape(means), np.shape(scales))
+        except ValueError:
+            raise ValueError(f"means {np.shape(means)} and scales {np.shape(scales)} do not broadcast") from None
+    shape = as_shape(shape)
+    mu, s = _element_params(means, scales, shape)
+    return _core.decode_elements(bytes(data), code, mu, s, shape, p, _threads(threads))

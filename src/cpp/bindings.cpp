@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "chunk.h"
 #include "codec.h"
 #include "table_math.h"
@@ -92,6 +94,23 @@ void check_element_args(int family, const double* means, const double* scales, i
     if (!(scales[i] >= kMinElementScale && scales[i] <= kMaxElementScale))
       throw py::value_error("scale of element " + std::to_string(i) + " must be in [2**-20, 2**20]");
   }
+}
+
+// Per-element models over `n` elements from arrays the Python layer already
+// broadcast to one shape (C-contiguous, equal sizes), validated here.
+ElementModels element_models(int family, const DoubleArray& means, const DoubleArray& scales, int64_t n,
+                             int precision) {
+  if (means.size() != n || scales.size() != n) throw py::value_error("means and scales must have one entry per element");
+  check_element_args(family, means.data(), scales.data(), n, precision);
+  return {static_cast<Family>(family), precision, means.data(), scales.data(), nullptr, n};
+}
+
+// A fresh bytes object filled in place: no one else can see it yet.
+py::bytes message_bytes(const Message& message) {
+  PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(message.size()));
+  if (!bytes) throw py::error_already_set();
+  message.write(reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(bytes)));
+  return py::reinterpret_steal<py::bytes>(bytes);
 }
 
 py::bytes as_bytes(const std::vector<uint8_t>& v) {
@@ -212,11 +231,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release release;
           message = encode(symbols.data(), source, tables, options);
         }
-        // Fill a fresh bytes object in place: no one else can see it yet.
-        PyObject* bytes = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(message.size()));
-        if (!bytes) throw py::error_already_set();
-        message.write(reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(bytes)));
-        return py::reinterpret_steal<py::bytes>(bytes);
+        return message_bytes(message);
       },
       py::arg("symbols"), py::arg("tables"), py::arg("indexes"), py::arg("checksum"), py::arg("threads"),
       py::arg("chunk_bits"));
@@ -239,6 +254,54 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       py::arg("data"), py::arg("tables"), py::arg("indexes"), py::arg("shape"), py::arg("threads"));
+
+  m.def(
+      "encode_elements",
+      [](const Int32Array& symbols, int family, const DoubleArray& means, const DoubleArray& scales,
+         const std::optional<py::array_t<uint32_t, py::array::c_style>>& intervals, int precision, bool checksum,
+         int threads, int chunk_bits) {
+        ElementModels models = element_models(family, means, scales, symbols.size(), precision);
+        if (intervals) {
+          // Anything else could divide by zero or overflow the coder's state.
+          if (intervals->size() != symbols.size()) throw py::value_error("intervals must have one entry per element");
+          const uint32_t* iv = intervals->data();
+          for (int64_t i = 0; i < models.size; ++i) {
+            const uint32_t start = iv[i] & 0xFFFF, freq = iv[i] >> 16;
+            if (freq < 1 || start + freq > (uint32_t{1} << precision))
+              throw py::value_error("interval of element " + std::to_string(i) +
+                                    " is not a nonempty interval of [0, 2**precision)");
+          }
+          models.intervals = iv;
+        }
+        EncodeOptions options{checksum, std::max(1, threads), chunk_bits};
+        Message message;
+        {
+          py::gil_scoped_release release;
+          message = encode(symbols.data(), models, options);
+        }
+        return message_bytes(message);
+      },
+      py::arg("symbols"), py::arg("family"), py::arg("means"), py::arg("scales"), py::arg("intervals"),
+      py::arg("precision"), py::arg("checksum"), py::arg("threads"), py::arg("chunk_bits"));
+
+  m.def(
+      "decode_elements",
+      [](const py::bytes& data, int family, const DoubleArray& means, const DoubleArray& scales,
+         const std::vector<int64_t>& shape, int precision, int threads) {
+        for (int64_t d : shape)
+          if (d < 0) throw py::value_error("shape must not have negative dimensions");
+        Int32Array out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+        const ElementModels models = element_models(family, means, scales, out.size(), precision);
+        const std::string_view view = data;
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          decode(reinterpret_cast<const uint8_t*>(view.data()), view.size(), models, std::max(1, threads), dst);
+        }
+        return out;
+      },
+      py::arg("data"), py::arg("family"), py::arg("means"), py::arg("scales"), py::arg("shape"),
+      py::arg("precision"), py::arg("threads"));
 
   m.def(
       "information_content",

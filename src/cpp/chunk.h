@@ -31,11 +31,24 @@ struct ChunkKernels {
   // bad.  With `hash`, also the chunk checksum of the values (checksum.h).
   void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
                  const IndexSource& indexes, const Tables& tables, int32_t* out, uint64_t* hash);
+  // The same for per-element parametric models (codec.h, ElementModels).
+  void (*encode_elements)(int lanes, const int32_t* symbols, int64_t begin, int64_t count,
+                          const ElementModels& models, Message::Chunk& part);
+  void (*decode_elements)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin,
+                          int64_t count, const ElementModels& models, int32_t* out, uint64_t* hash);
   const char* isa;
 };
 
 namespace generic {
 extern const ChunkKernels kernels;
+// Per-element models are coded by the baseline build only (every build's
+// table shares them): they spend their time evaluating the distributions,
+// and table_math.h's inline functions must not be compiled for two
+// instruction sets (the linker would keep one of them for both).
+void encode_elements(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const ElementModels& models,
+                     Message::Chunk& part);
+void decode_elements(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
+                     const ElementModels& models, int32_t* out, uint64_t* hash);
 }
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS
 namespace x86_64_v4 {

@@ -229,22 +229,26 @@ int64_t IndexSource::element_offset(int64_t position) const {
 
 // --- messages ----------------------------------------------------------------------
 
-Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
-               const EncodeOptions& options) {
+namespace {
+
+// The message layer, whatever the model: `code_chunk(lanes, begin, count,
+// part)` codes symbols [begin, begin + count) into `part`.
+using ChunkEncoder = std::function<void(int, int64_t, int64_t, Message::Chunk&)>;
+
+Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& code_chunk,
+                       const EncodeOptions& options) {
   if (options.chunk_bits < kMinChunkBits || options.chunk_bits > kMaxChunkBits)
     throw std::invalid_argument("chunk_bits must be in [4, 30]");
-  const int64_t n = indexes.size();
   const int64_t chunk = int64_t{1} << options.chunk_bits;
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int lanes = lanes_for(std::min(n, chunk));
 
-  const ChunkKernels& kernels = chunk_kernels();
   Message message;
   message.chunks.resize(n_chunks);
   std::vector<uint64_t> hashes(n_chunks);
   parallel_for(n_chunks, options.threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    kernels.encode(lanes, symbols, begin, count, indexes, tables, message.chunks[c]);
+    code_chunk(lanes, begin, count, message.chunks[c]);
     if (options.checksum) hashes[c] = chunk_hash(symbols + begin, count);
   });
 
@@ -264,28 +268,13 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
   return message;
 }
 
-size_t Message::size() const {
-  size_t total = head.size();
-  for (const Chunk& c : chunks) total += c.size();
-  return total;
-}
+// `decode_chunk(lanes, bytes, size, escapes, begin, count, hash)` decodes
+// symbols [begin, begin + count); `model` names what a checksum mismatch
+// may also mean.
+using ChunkDecoder = std::function<void(int, const uint8_t*, size_t, bool, int64_t, int64_t, uint64_t*)>;
 
-void Message::write(uint8_t* out) const {
-  // memcpy from an empty vector's null data() is undefined even for 0 bytes.
-  auto put = [&out](const uint8_t* data, size_t size) {
-    if (size) std::memcpy(out, data, size);
-    out += size;
-  };
-  put(head.data(), head.size());
-  for (const Chunk& c : chunks) {
-    put(c.head.data(), c.head.size());
-    put(c.words, c.words_size);
-    put(c.escape_bytes.data(), c.escape_bytes.size());
-  }
-}
-
-void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables, int threads,
-            int32_t* out) {
+void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDecoder& decode_chunk, int threads,
+                    const char* model) {
   const uint8_t* p = data;
   const uint8_t* const end = data + size;
   if (size < 1) throw DecodeError("empty message");
@@ -293,7 +282,6 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   if (header.version != kFormatVersion)
     throw DecodeError("not a featcodec message, or an unsupported format version (" +
                       std::to_string(header.version) + ")");
-  const int64_t n = indexes.size();
   int64_t chunk = std::max<int64_t>(n, 1);
   if (header.chunked) {
     if (p >= end) throw DecodeError("truncated message: header");
@@ -334,14 +322,75 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   }
 
   std::vector<uint64_t> hashes(n_chunks);
-  const ChunkKernels& kernels = chunk_kernels();
   parallel_for(n_chunks, threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    kernels.decode(header.lanes, starts[c], lengths[c], header.escapes, begin, count, indexes, tables, out,
-                   header.checksum ? &hashes[c] : nullptr);
+    decode_chunk(header.lanes, starts[c], lengths[c], header.escapes, begin, count,
+                 header.checksum ? &hashes[c] : nullptr);
   });
   if (header.checksum && message_checksum(hashes) != expected_checksum)
-    throw DecodeError("checksum mismatch: corrupt message, or decoded with other tables or indexes");
+    throw DecodeError(std::string("checksum mismatch: corrupt message, or decoded with other ") + model);
+}
+
+}  // namespace
+
+Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables& tables,
+               const EncodeOptions& options) {
+  const ChunkKernels& kernels = chunk_kernels();
+  return encode_message(
+      symbols, indexes.size(),
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part) {
+        kernels.encode(lanes, symbols, begin, count, indexes, tables, part);
+      },
+      options);
+}
+
+void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables, int threads,
+            int32_t* out) {
+  const ChunkKernels& kernels = chunk_kernels();
+  decode_message(
+      data, size, indexes.size(),
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count,
+          uint64_t* hash) { kernels.decode(lanes, bytes, length, escapes, begin, count, indexes, tables, out, hash); },
+      threads, "tables or indexes");
+}
+
+Message encode(const int32_t* symbols, const ElementModels& models, const EncodeOptions& options) {
+  const ChunkKernels& kernels = chunk_kernels();
+  return encode_message(
+      symbols, models.size,
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part) {
+        kernels.encode_elements(lanes, symbols, begin, count, models, part);
+      },
+      options);
+}
+
+void decode(const uint8_t* data, size_t size, const ElementModels& models, int threads, int32_t* out) {
+  const ChunkKernels& kernels = chunk_kernels();
+  decode_message(
+      data, size, models.size,
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count,
+          uint64_t* hash) { kernels.decode_elements(lanes, bytes, length, escapes, begin, count, models, out, hash); },
+      threads, "means or scales");
+}
+
+size_t Message::size() const {
+  size_t total = head.size();
+  for (const Chunk& c : chunks) total += c.size();
+  return total;
+}
+
+void Message::write(uint8_t* out) const {
+  // memcpy from an empty vector's null data() is undefined even for 0 bytes.
+  auto put = [&out](const uint8_t* data, size_t size) {
+    if (size) std::memcpy(out, data, size);
+    out += size;
+  };
+  put(head.data(), head.size());
+  for (const Chunk& c : chunks) {
+    put(c.head.data(), c.head.size());
+    put(c.words, c.words_size);
+    put(c.escape_bytes.data(), c.escape_bytes.size());
+  }
 }
 
 double information_content(const int32_t* symbols, const IndexSource& indexes, const Tables& tables) {

@@ -75,6 +75,23 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
 void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables,
             int threads, int32_t* out);
 
+// Per-element parametric models (table_math.h; docs/format.md, "Per-element
+// parametric models"): element i has its own family-F distribution with
+// means[i] and scales[i].  Messages have the table path's layout; only the
+// intervals differ.
+struct ElementModels {
+  Family family;
+  int precision;            // in [2, 16]
+  const double* means;      // `size` each, within the documented ranges
+  const double* scales;     // (the caller validates)
+  const uint32_t* intervals;  // encoder only, optional: each element's interval
+                              // as start | freq << 16, already computed
+  int64_t size;
+};
+
+Message encode(const int32_t* symbols, const ElementModels& models, const EncodeOptions& options);
+void decode(const uint8_t* data, size_t size, const ElementModels& models, int threads, int32_t* out);
+
 // Bits an ideal coder would spend under the quantized tables: -log2 of each
 // symbol's probability, plus, for escaped values, the escape's own cost and
 // the raw bits of the value code.

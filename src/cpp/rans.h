@@ -70,6 +70,16 @@ inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_
   x += sym.start + q * sym.cmpl_freq;  // == q * M + (x - q * freq) + start
 }
 
+// The same step for an interval known only at coding time (a per-element
+// model): a division instead of a table's precomputed reciprocal.
+inline void rans_encode_interval(uint64_t& x, uint32_t start, uint32_t freq, int precision, uint8_t*& out) {
+  const uint64_t emit = x >= (uint64_t{freq} << (63 - precision));
+  store_u32(out - 4, static_cast<uint32_t>(x));
+  out -= 4 * emit;
+  x >>= 32 * emit;
+  x = ((x / freq) << precision) + x % freq + start;
+}
+
 // --- decoder; reads forwards and never passes `end` ----------------------------
 
 struct WordReader {

@@ -354,6 +354,14 @@ struct ElementModel {
   FC_HD uint32_t cdf(int64_t k) const { return static_cast<uint32_t>(k - k_min) + q(k) - q_min; }
 };
 
+// The support's half-width h: all an escape needs, without evaluating F.
+FC_HD inline int64_t element_half_width(double scale, int precision, double cutoff) {
+  const int64_t h_max = (int64_t{1} << (precision - 2)) - 1;
+  const double hs = cutoff * scale;
+  return hs >= static_cast<double>(h_max) ? h_max : static_cast<int64_t>(ceil(hs));
+}
+FC_HD inline int64_t element_center(double mean) { return static_cast<int64_t>(floor(mean + 0.5)); }
+
 // Requires 2 <= precision <= 16, finite mean with |mean| <= kMaxElementMean,
 // scale in [kMinElementScale, kMaxElementScale] (callers validate).
 FC_HD inline ElementModel element_model(Family family, double mean, double scale, int precision, double cutoff) {
@@ -361,10 +369,8 @@ FC_HD inline ElementModel element_model(Family family, double mean, double scale
   m.family = family;
   m.mean = mean;
   m.scale = scale;
-  const int64_t h_max = (int64_t{1} << (precision - 2)) - 1;
-  const double hs = cutoff * scale;
-  const int64_t h = hs >= static_cast<double>(h_max) ? h_max : static_cast<int64_t>(ceil(hs));
-  m.k_min = static_cast<int64_t>(floor(mean + 0.5)) - h;
+  const int64_t h = element_half_width(scale, precision, cutoff);
+  m.k_min = element_center(mean) - h;
   m.n = 2 * h + 1;
   m.total = uint32_t{1} << precision;
   m.range = m.total - static_cast<uint32_t>(m.n) - 1;
