@@ -134,18 +134,23 @@ def _packed_intervals(intervals: object, shape: Tuple[int, ...]) -> np.ndarray:
             raise ValueError("intervals must be a (start, freq) pair or a packed array")
         start, freq = (np.asarray(a) for a in intervals)
         for name, a in (("start", start), ("freq", freq)):
-            if a.dtype.kind not in "iu" or a.shape != shape:
+            if a.dtype.kind not in "iu" or not _fits(a, shape):
                 raise ValueError(f"intervals' {name} must be an integer array of shape {shape}")
             if a.size and not (a.min() >= 0 and a.max() < 1 << 16):
                 raise ValueError(f"intervals' {name} must be in [0, 2**16)")
         packed = start.astype(np.uint32) | freq.astype(np.uint32) << np.uint32(16)
     else:
         packed = np.asarray(intervals)
-        if packed.dtype.kind not in "iu" or packed.shape != shape:
+        if packed.dtype.kind not in "iu" or not _fits(packed, shape):
             raise ValueError(f"intervals must be an integer array of shape {shape}")
         if packed.size and not (packed.min() >= 0 and packed.max() < 1 << 32):
             raise ValueError("packed intervals must be in [0, 2**32)")
-    return np.ascontiguousarray(packed, dtype=np.uint32)
+    return np.ascontiguousarray(packed, dtype=np.uint32).reshape(shape)
+
+
+def _fits(a: np.ndarray, shape: Tuple[int, ...]) -> bool:
+    # A 0-d element's intervals come back from parametric_intervals as (1,).
+    return a.shape == shape or (a.size == 1 and shape == ())
 
 
 def encode_parametric(
