@@ -3,7 +3,6 @@ determinism, serialization, and the builders' argument errors."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
@@ -13,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 

@@ -136,12 +136,18 @@ class GaussianConditional(EntropyModel):
 
     @torch.no_grad()
     def ledger(self, y: torch.Tensor, scales: torch.Tensor, q_step: float, data: bytes,
-               means: Optional[torch.Tensor] = None, name: str = "y") -> PartLedger:
-        """Where the bits of ``data`` (this model's message for y) go; see :class:`RateReport`."""
+               means: Optional[torch.Tensor] = None, name: str = "y",
+               estimate_scales: Optional[torch.Tensor] = None) -> PartLedger:
+        """Where the bits of ``data`` (this model's message for y, coded with ``scales``) go.
+
+        estimate_scales: the scales of the forward pass that made the neural
+        estimate, when they differ from the coding scales (a hyperprior's
+        float32 forward against its float64 coding scales).  See :class:`RateReport`.
+        """
         was_training = self.training
         self.eval()
         try:
-            _, likelihoods = self(y, scales, means, q_step)
+            _, likelihoods = self(y, scales if estimate_scales is None else estimate_scales, means, q_step)
         finally:
             self.train(was_training)
         symbols = symbols_of(y, q_step, means).cpu()

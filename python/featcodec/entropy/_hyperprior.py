@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional, Sequence
 
 import torch
@@ -14,6 +13,7 @@ from .._varint import read_varint, write_varint
 from ._factorized import FactorizedPrior
 from ._gaussian import GaussianConditional
 from ._ledger import RateReport, pixels_of
+from ._quantizer import dequantize, symbols_of
 
 
 class Hyperprior(nn.Module):
@@ -105,7 +105,7 @@ class Hyperprior(nn.Module):
     def _encode_parts(self, y: torch.Tensor, q_step: float, checksum: bool):
         z = self.h_a(y)
         z_data = self.z_model.compress(z, checksum=False)
-        z_hat = self.z_model.decompress(z_data, z.shape, device=torch.device("cpu"))
+        z_hat = dequantize(symbols_of(z).cpu())  # what the decoder's z_hat is: z coded losslessly
         scales = self.coding_scales(z_hat)
         y_data = self.y_model.compress(y, scales.to(y.device), q_step=q_step, checksum=checksum)
         return z, z_data, scales, y_data
@@ -143,8 +143,8 @@ class Hyperprior(nn.Module):
             # The estimate is the eval forward pass, whose scales are float32.
             z_hat, _ = self.z_model(z)
             estimate_scales = self.h_s(z_hat)
-            y_part = self.y_model.ledger(y, scales.to(y.device), q_step, y_data, name="y")
-            y_part = _with_neural(y_part, self.y_model, y, estimate_scales, q_step)
+            y_part = self.y_model.ledger(y, scales.to(y.device), q_step, y_data, name="y",
+                                         estimate_scales=estimate_scales)
         finally:
             self.train(was_training)
         z_part = self.z_model.ledger(z, 1.0, z_data, name="z")
@@ -152,8 +152,3 @@ class Hyperprior(nn.Module):
         return RateReport.from_parts(y_part, pixels_of(y.shape[0], image_size), side=z_part,
                                      extra_header_bytes=prefix + extra_header_bytes)
 
-
-def _with_neural(part, y_model: GaussianConditional, y: torch.Tensor, scales: torch.Tensor, q_step: float):
-    """The ledger with its neural estimate taken from the forward pass's own (float32) scales."""
-    _, likelihoods = y_model(y, scales, q_step=q_step)
-    return dataclasses.replace(part, neural_bits=float(-torch.log2(likelihoods.double()).sum()))
