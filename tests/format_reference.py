@@ -1,4 +1,4 @@
-"""A pure-Python model of the message format of docs/format.md (version 1).
+"""A pure-Python model of the message format of docs/format.md (version 2).
 
 Written from the spec alone, independently of src/cpp, and slow: it is for
 small messages in tests.  ``encode`` must produce exactly the library's
@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2
 STATE_LOW = 1 << 31
 ESCAPE_LENGTH_BITS = 6
 MAX_ESCAPE_BITS = 33
@@ -287,10 +287,13 @@ def _fmix64(k: int) -> int:
 
 
 def chunk_hash(values) -> int:
-    acc = [0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89]
-    for i, v in enumerate(values):
-        a = ((acc[i % 4] ^ (int(v) & 0xFFFFFFFF)) * HASH_MUL) & MASK64
-        acc[i % 4] = ((a << 29) | (a >> 35)) & MASK64
+    u = [int(v) & 0xFFFFFFFF for v in values]
+    if len(u) % 2:
+        u.append(0)
+    acc = [((j + 1) * HASH_MUL) & MASK64 for j in range(16)]
+    for k in range(len(u) // 2):
+        a = ((acc[k % 16] ^ (u[2 * k] | u[2 * k + 1] << 32)) * HASH_MUL) & MASK64
+        acc[k % 16] = ((a << 29) | (a >> 35)) & MASK64
     h = _fmix64((len(values) * HASH_MUL) & MASK64)
     for a in acc:
         h = _fmix64(h ^ a)

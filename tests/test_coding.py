@@ -311,21 +311,21 @@ def test_zero_dimensional_round_trip():
 # from the spec: the golden bytes below are checked against it as well as
 # against the library.
 
-# Fixed bytes of format version 1: a change means old messages no longer decode.
+# Fixed bytes of format version 2: a change means old messages no longer decode.
 GOLDEN_SYMBOLS = np.array([0, 1, -1, 2, -3, 0, 5, -40, 100, 2**31 - 1, -(2**31), 7, 0, 0, 1, -2, 3, 0, -1, 12] * 2,
                           dtype=np.int32)
 GOLDEN_INDEXES = np.tile(np.arange(3, dtype=np.int32), 14)[:40]
 GOLDEN_MESSAGES = {
-    # Header 38: version 1, escapes, checksum, 1 lane; checksum cab3e43c (the
-    # same in every layout so far: it covers the values, not the bytes); the
-    # lane's state (7-byte varint), no start-up count (a single lane), the
-    # escape stream's size 1a (26 bytes), 8 words, then the stream, forward.
-    (True, fc.DEFAULT_CHUNK_SIZE): "38cab3e43c8cb99bc4c6bd041a53cbd6db71bf2469ffff08c96ec0be5736e0b5733f1d458c"
+    # Header 58: version 2, escapes, checksum, 1 lane; checksum e2bd6019 (it
+    # covers the values, not the bytes); the lane's state (7-byte varint), no
+    # start-up count (a single lane), the escape stream's size 1a (26 bytes),
+    # 8 words, then the stream, forward.
+    (True, fc.DEFAULT_CHUNK_SIZE): "58e2bd60198cb99bc4c6bd041a53cbd6db71bf2469ffff08c96ec0be5736e0b5733f1d458c"
                                    "ffffff9f5a3f38b4c1c27ef7ffffffcffcffff6f2847ebdbf4ffff7ffaffff7f2200",
-    # Header 34: escapes, chunked, 1 lane; chunk_bits 04; directory 1d (29
-    # bytes), 20 (32 bytes); each chunk: state, escape stream size (0c, 0d,
+    # Header 54: version 2, escapes, chunked, 1 lane; chunk_bits 04; directory
+    # 1d (29 bytes), 20 (32 bytes); each chunk: state, escape stream size (0c, 0d,
     # 02 bytes), words (8, 12, 0 bytes), stream.
-    (False, 16): "34041d2086dbbdbe83e0d7150cffffff4f733f4992c1c27ef7ffffffcffcffff0fecefa591d33c0d3409170a02400148ffff"
+    (False, 16): "54041d2086dbbdbe83e0d7150cffffff4f733f4992c1c27ef7ffffffcffcffff0fecefa591d33c0d3409170a02400148ffff"
                  "ffff8672b4be4dffffffa7ffffff0794c08c85f98ad512024400",
 }
 GOLDEN_TABLES_ARGS = dict(scales=[0.7, 3.0, 40.0], precision=14, tail_mass=1e-5)
@@ -363,9 +363,9 @@ def golden_lane_symbols(n: int):
 # Multi-lane messages, pinned by length and SHA-256 (the bytes are long).
 GOLDEN_LANE_MESSAGES = {
     # n, chunk_size: header, length, sha256[:32]
-    (3000, fc.DEFAULT_CHUNK_SIZE): (0x39, 4651, "c537baf5aadffa8dbc4a03bd2b9aeaff"),  # 2 lanes
-    (20000, 16384): (0x3E, 30858, "9aef7ca4d70c1f78d2fc370f46032401"),  # 4 lanes, 2 chunks
-    (70001, fc.DEFAULT_CHUNK_SIZE): (0x3B, 107828, "99956bcca360872faf2756071bd2505c"),  # 8 lanes
+    (3000, fc.DEFAULT_CHUNK_SIZE): (0x59, 4651, "7ec168c4a7aa2aa4bf529420acc47739"),  # 2 lanes
+    (20000, 16384): (0x5E, 30858, "40427f7a551875c47f26478a7ef9c219"),  # 4 lanes, 2 chunks
+    (70001, fc.DEFAULT_CHUNK_SIZE): (0x5B, 107828, "f72fc359b4ca1dccbc9847b58cea6800"),  # 8 lanes, odd n
 }
 
 
@@ -387,25 +387,25 @@ def test_message_layout_by_hand():
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
     assert t.freqs(0).tolist() == [128, 127, 1]  # cdf 0, 128, 255, 256
     # Values at the offset (start 0) keep the single lane at state 0: header
-    # 20 (no escapes), state 00; a single lane stores no start-up count.
-    assert fc.encode(np.zeros(100, np.int32), t, 0, checksum=False) == bytes([0x20, 0x00])
+    # 40 (version 2, no escapes), state 00; a single lane stores no start-up count.
+    assert fc.encode(np.zeros(100, np.int32), t, 0, checksum=False) == bytes([0x40, 0x00])
     # One escape: v = 5 above [0, 2): u = 6, e = 7, nb = 2.  The lane codes the
     # escape symbol (start 255) from state 0: final state 255 = varint ff 01;
-    # no start-up count; header 30 (escapes); the escape stream's size 01; no
+    # no start-up count; header 50 (escapes); the escape stream's size 01; no
     # words.  Escape stream: 1 byte, nb = 2 in 6 bits then e's 2 low bits
     # (11), LSB first.
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0x30, 0xFF, 0x01, 0x01, 0b11000010])
-    assert fc.decode(bytes([0x30, 0xFF, 0x01, 0x01, 0b11000010]), t, [0]).tolist() == [5]
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x50, 0xFF, 0x01, 0x01, 0b11000010])
+    assert fc.decode(bytes([0x50, 0xFF, 0x01, 0x01, 0b11000010]), t, [0]).tolist() == [5]
     # The same below the support: v = -3: u = 2 * (0 - 1 + 3) + 1 = 5, e = 6 = 0b110, nb = 2, low bits 10.
-    assert fc.encode([-3], t, 0, checksum=False) == bytes([0x30, 0xFF, 0x01, 0x01, 0b10000010])
+    assert fc.encode([-3], t, 0, checksum=False) == bytes([0x50, 0xFF, 0x01, 0x01, 0b10000010])
     # Two escapes, [5, -3]: coded backwards from state 0, 0 -> 255 -> 255 * 256 + 255
     # = 65535 = varint ff ff 03; escape stream size 02; the stream in decoding
     # order is c2 82 (5's entry, then -3's), stored forward.
-    two = bytes([0x30, 0xFF, 0xFF, 0x03, 0x02, 0xC2, 0x82])
+    two = bytes([0x50, 0xFF, 0xFF, 0x03, 0x02, 0xC2, 0x82])
     assert fc.encode([5, -3], t, 0, checksum=False) == two
     assert fc.decode(two, t, np.zeros(2, np.int32)).tolist() == [5, -3]
     # Reversed, the stream reads -3's entry first.
-    assert fc.decode(bytes([0x30, 0xFF, 0xFF, 0x03, 0x02, 0x82, 0xC2]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
+    assert fc.decode(bytes([0x50, 0xFF, 0xFF, 0x03, 0x02, 0x82, 0xC2]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
     # A word, between the head and the escape stream.  Eight escapes (f = 1,
     # start 255): backwards from 0 the state goes 256^k - 1, k = 1..7.  Before
     # the 8th symbol coded (j = 0), 2^56 - 1 >= f * 2^(63 - 8) emits its low
@@ -418,7 +418,7 @@ def test_message_layout_by_hand():
     # 00 00 20 08, 52 bits and 4 zero padding bits: size 07, stored forward
     # at the end.
     x = [5, 2, 2, 2, 2, 2, 2, -3]
-    eight = bytes.fromhex("30" "ffffffff0f" "07" "ffffffff" "c200000000 2008")
+    eight = bytes.fromhex("50" "ffffffff0f" "07" "ffffffff" "c200000000 2008")
     assert fc.encode(x, t, 0, checksum=False) == eight
     assert fc.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
     assert ref.encode(x, t, 0, False) == eight and ref.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
@@ -426,12 +426,12 @@ def test_message_layout_by_hand():
     # (no start-up count, no escape stream size).
     x = np.tile([1, 0, 0, 1], 40)
     message = fc.encode(x, t, 0, checksum=False)
-    assert message[0] == 0x20
+    assert message[0] == 0x40
     state, pos = ref.read_varint(message[1:], 0, ref.STATE_VARINT_BYTES)
     assert state > 0 and len(message) - 1 > pos and (len(message) - 1 - pos) % 4 == 0
-    # With a checksum: header 38, then the checksum, then the same chunk.
+    # With a checksum: header 58, then the checksum, then the same chunk.
     with_checksum = fc.encode([5, -3], t, 0)
-    assert with_checksum == bytes([0x38]) + ref.checksum([5, -3], fc.DEFAULT_CHUNK_SIZE).to_bytes(4, "little") + two[1:]
+    assert with_checksum == bytes([0x58]) + ref.checksum([5, -3], fc.DEFAULT_CHUNK_SIZE).to_bytes(4, "little") + two[1:]
 
 
 def test_escape_stream_ends_the_chunk_forward():
@@ -751,14 +751,14 @@ def test_start_up_is_free_at_state_zero():
     # start-up count (all 1000 symbols were coded below 2^31, no words).
     t = fc.CdfTables.from_pmf(np.array([[0.9, 0.1]]), [3], precision=8)
     x = np.full(1000, 3)
-    assert fc.encode(x, t, 0, checksum=False) == bytes([0x20, 0x00])
+    assert fc.encode(x, t, 0, checksum=False) == bytes([0x40, 0x00])
     assert fc.information_content(x, t, 0) > 100
-    np.testing.assert_array_equal(fc.decode(bytes([0x20, 0x00]), t, np.zeros(1000, np.int32)), x)
+    np.testing.assert_array_equal(fc.decode(bytes([0x40, 0x00]), t, np.zeros(1000, np.int32)), x)
     # Anything after the state is rejected: an old-style start-up count, or
     # a word read at state 0 (< 2^15, a read no encoder makes).
     for extra in (ref.varint(1000), ref.varint(0), bytes(4), b"\x01\x00\x00\x00", bytes(8)):
         with pytest.raises(fc.DecodeError):
-            fc.decode(bytes([0x20, 0x00]) + extra, t, np.zeros(1000, np.int32))
+            fc.decode(bytes([0x40, 0x00]) + extra, t, np.zeros(1000, np.int32))
 
 
 @pytest.mark.parametrize("n, chunk_size", [(1024, fc.DEFAULT_CHUNK_SIZE), (5000, fc.DEFAULT_CHUNK_SIZE),

@@ -267,12 +267,12 @@ def test_flipped_escapes_bit_is_rejected():
     message: with or without checksum, for every lane count and chunking,
     with escapes and without."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0x30, 0xFF, 0x01, 0x01, 0xC2])
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x50, 0xFF, 0x01, 0x01, 0xC2])
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x20, 0xFF, 0x01, 0x01, 0xC2]), t, [0])
-    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x20, 0x80, 0x02])  # state 256
+        fc.decode(bytes([0x40, 0xFF, 0x01, 0x01, 0xC2]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x40, 0x80, 0x02])  # state 256
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x30, 0x80, 0x02]), t, [0, 0])
+        fc.decode(bytes([0x50, 0x80, 0x02]), t, [0, 0])
     rng = np.random.default_rng(12)
     cases = [(1, fc.DEFAULT_CHUNK_SIZE), (5, fc.DEFAULT_CHUNK_SIZE), (300, fc.DEFAULT_CHUNK_SIZE), (300, 64),
              (2000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE), (70000, fc.DEFAULT_CHUNK_SIZE),
@@ -305,28 +305,28 @@ def test_decoder_rejects_non_canonical_messages():
     # Header 30 (escapes).  The lane codes the escape (start 255) from state 0:
     # state 255 = varint ff 01, no start-up count (one lane), escape stream
     # size 01, no words, then the 1-byte escape stream.
-    valid = bytes([0x30, 0xFF, 0x01, 0x01, 0x00])
+    valid = bytes([0x50, 0xFF, 0x01, 0x01, 0x00])
     assert fc.encode([2], t, 0, checksum=False) == valid
     assert fc.decode(valid, t, [0]).tolist() == [2]
     variants = {
-        "padding bit set": bytes([0x30, 0xFF, 0x01, 0x01, 0x40]),
-        "escape stream one byte longer": bytes([0x30, 0xFF, 0x01, 0x02, 0x00, 0x00]),
-        "a byte between the size and the escape stream": bytes([0x30, 0xFF, 0x01, 0x01, 0x00, 0x00]),
-        "escape stream missing": bytes([0x30, 0xFF, 0x01, 0x01]),
-        "escape stream empty": bytes([0x30, 0xFF, 0x01, 0x00]),
-        "escape stream size missing": bytes([0x30, 0xFF, 0x01]),
-        "escape stream size larger than the chunk": bytes([0x30, 0xFF, 0x01, 0x05, 0x00]),
-        "escape stream size an overlong varint": bytes([0x30, 0xFF, 0x01, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]),
-        "an unread word before the escape stream": bytes([0x30, 0xFF, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00]),
-        "a zero word read at state 0 (< 2^15)": bytes([0x30, 0xFF, 0x01, 0x01]) + bytes(5),
+        "padding bit set": bytes([0x50, 0xFF, 0x01, 0x01, 0x40]),
+        "escape stream one byte longer": bytes([0x50, 0xFF, 0x01, 0x02, 0x00, 0x00]),
+        "a byte between the size and the escape stream": bytes([0x50, 0xFF, 0x01, 0x01, 0x00, 0x00]),
+        "escape stream missing": bytes([0x50, 0xFF, 0x01, 0x01]),
+        "escape stream empty": bytes([0x50, 0xFF, 0x01, 0x00]),
+        "escape stream size missing": bytes([0x50, 0xFF, 0x01]),
+        "escape stream size larger than the chunk": bytes([0x50, 0xFF, 0x01, 0x05, 0x00]),
+        "escape stream size an overlong varint": bytes([0x50, 0xFF, 0x01, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]),
+        "an unread word before the escape stream": bytes([0x50, 0xFF, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00]),
+        "a zero word read at state 0 (< 2^15)": bytes([0x50, 0xFF, 0x01, 0x01]) + bytes(5),
         "an unread word after the escape stream": valid + b"\x01\x00\x00\x00",
-        "state not back to 0": bytes([0x30, 0xFF, 0x02, 0x01, 0x00]),
-        "a start-up count for the single lane": bytes([0x30, 0xFF, 0x01, 0x01, 0x01, 0x00]),
-        "escapes bit clear": bytes([0x20, 0xFF, 0x01, 0x01, 0x00]),
-        "escapes bit clear, size dropped": bytes([0x20, 0xFF, 0x01, 0x00]),
-        "two lanes claimed": bytes([0x31, 0xFF, 0x01, 0x01, 0x00]),
-        "two lanes claimed, with a second state and counts": bytes([0x31, 0xFF, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00]),
-        "chunked claimed": bytes([0x34, 0x04, 0xFF, 0x01, 0x01, 0x00]),
+        "state not back to 0": bytes([0x50, 0xFF, 0x02, 0x01, 0x00]),
+        "a start-up count for the single lane": bytes([0x50, 0xFF, 0x01, 0x01, 0x01, 0x00]),
+        "escapes bit clear": bytes([0x40, 0xFF, 0x01, 0x01, 0x00]),
+        "escapes bit clear, size dropped": bytes([0x40, 0xFF, 0x01, 0x00]),
+        "two lanes claimed": bytes([0x51, 0xFF, 0x01, 0x01, 0x00]),
+        "two lanes claimed, with a second state and counts": bytes([0x51, 0xFF, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00]),
+        "chunked claimed": bytes([0x54, 0x04, 0xFF, 0x01, 0x01, 0x00]),
     }
     for what, data in variants.items():
         with pytest.raises(fc.DecodeError):

@@ -24,16 +24,17 @@ constexpr int kEscapeLengthBits = 6;
 constexpr int kMaxEscapeBits = 33;
 
 struct ChunkKernels {
-  // Codes symbols [begin, begin + count) with `lanes` lanes into `part`.
+  // Codes symbols [begin, begin + count) with `lanes` lanes into `part`;
+  // with `hash`, also their chunk checksum (checksum.h).
   void (*encode)(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
-                 const Tables& tables, Message::Chunk& part);
+                 const Tables& tables, Message::Chunk& part, uint64_t* hash);
   // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if
   // bad.  With `hash`, also the chunk checksum of the values (checksum.h).
   void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
                  const IndexSource& indexes, const Tables& tables, int32_t* out, uint64_t* hash);
   // The same for per-element parametric models (codec.h, ElementModels).
   void (*encode_elements)(int lanes, const int32_t* symbols, int64_t begin, int64_t count,
-                          const ElementModels& models, Message::Chunk& part);
+                          const ElementModels& models, Message::Chunk& part, uint64_t* hash);
   void (*decode_elements)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin,
                           int64_t count, const ElementModels& models, int32_t* out, uint64_t* hash);
   const char* isa;
@@ -46,7 +47,7 @@ extern const ChunkKernels kernels;
 // and table_math.h's inline functions must not be compiled for two
 // instruction sets (the linker would keep one of them for both).
 void encode_elements(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const ElementModels& models,
-                     Message::Chunk& part);
+                     Message::Chunk& part, uint64_t* hash);
 void decode_elements(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
                      const ElementModels& models, int32_t* out, uint64_t* hash);
 }

@@ -38,11 +38,6 @@ Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), boo
 int lanes_for(int64_t count) { return count < 1024 ? 1 : count < 16384 ? 2 : count < 65536 ? 4 : 8; }
 
 // --- checksum over the symbol values (docs/format.md, "Checksum") -----------
-uint64_t chunk_hash(const int32_t* v, int64_t n) {
-  ChunkHasher hasher;
-  hasher.add(v, n);
-  return hasher.finish();
-}
 uint32_t message_checksum(const std::vector<uint64_t>& chunk_hashes) {
   uint64_t h = 0x452821E638D01377ULL;
   for (uint64_t c : chunk_hashes) h = fmix64(h ^ c);
@@ -232,10 +227,11 @@ int64_t IndexSource::element_offset(int64_t position) const {
 namespace {
 
 // The message layer, whatever the model: `code_chunk(lanes, begin, count,
-// part)` codes symbols [begin, begin + count) into `part`.
-using ChunkEncoder = std::function<void(int, int64_t, int64_t, Message::Chunk&)>;
+// part, hash)` codes symbols [begin, begin + count) into `part`, and their
+// chunk checksum into *hash unless it is null.
+using ChunkEncoder = std::function<void(int, int64_t, int64_t, Message::Chunk&, uint64_t*)>;
 
-Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& code_chunk,
+Message encode_message(int64_t n, const ChunkEncoder& code_chunk,
                        const EncodeOptions& options) {
   if (options.chunk_bits < kMinChunkBits || options.chunk_bits > kMaxChunkBits)
     throw std::invalid_argument("chunk_bits must be in [4, 30]");
@@ -248,8 +244,7 @@ Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& co
   std::vector<uint64_t> hashes(n_chunks);
   parallel_for(n_chunks, options.threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    code_chunk(lanes, begin, count, message.chunks[c]);
-    if (options.checksum) hashes[c] = chunk_hash(symbols + begin, count);
+    code_chunk(lanes, begin, count, message.chunks[c], options.checksum ? &hashes[c] : nullptr);
   });
 
   bool escapes = false;
@@ -337,9 +332,9 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
                const EncodeOptions& options) {
   const ChunkKernels& kernels = chunk_kernels();
   return encode_message(
-      symbols, indexes.size(),
-      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part) {
-        kernels.encode(lanes, symbols, begin, count, indexes, tables, part);
+      indexes.size(),
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t* hash) {
+        kernels.encode(lanes, symbols, begin, count, indexes, tables, part, hash);
       },
       options);
 }
@@ -357,9 +352,9 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
 Message encode(const int32_t* symbols, const ElementModels& models, const EncodeOptions& options) {
   const ChunkKernels& kernels = chunk_kernels();
   return encode_message(
-      symbols, models.size,
-      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part) {
-        kernels.encode_elements(lanes, symbols, begin, count, models, part);
+      models.size,
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t* hash) {
+        kernels.encode_elements(lanes, symbols, begin, count, models, part, hash);
       },
       options);
 }

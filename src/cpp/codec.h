@@ -1,5 +1,5 @@
 // Messages: symbols + per-symbol table indexes -> bytes, and back.
-// The byte layout is specified in docs/format.md (version 1).
+// The byte layout is specified in docs/format.md (version 2).
 #pragma once
 
 #include <cstdint>
@@ -97,7 +97,7 @@ void decode(const uint8_t* data, size_t size, const ElementModels& models, int t
 // the raw bits of the value code.
 double information_content(const int32_t* symbols, const IndexSource& indexes, const Tables& tables);
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 constexpr int kMinChunkBits = 4;
 constexpr int kMaxChunkBits = 30;
 
