@@ -57,13 +57,24 @@ inline uint32_t load_u32(const uint8_t* p) {
 // The caller leaves at least 4 writable bytes below every position `out` can
 // take: the word is stored unconditionally and kept only when emitted.
 
-inline void rans_encode(uint64_t& x, const EncSymbol& sym, int precision, uint8_t*& out) {
+inline void rans_encode(uint64_t& x, const EncSymbol& sym, uint8_t*& out) {
   // Branch-free: the word is stored either way and kept only when emitted
-  // (emissions come at random, a branch would mispredict).
-  const uint64_t emit = x >= (uint64_t{sym.freq} << (63 - precision));
+  // (x >= sym.bound), which happens at random: a branch would mispredict.
   store_u32(out - 4, static_cast<uint32_t>(x));
+#if defined(__x86_64__) && defined(__GNUC__)
+  // Two conditional moves.  GCC makes a branch of `emit ? a : b` here, and
+  // the arithmetic form below costs four more instructions a symbol.
+  uint64_t high = x >> 32;
+  uint8_t* below = out - 4;
+  __asm__("cmpq %[bound], %[x]\n\tcmovae %[high], %[x]\n\tcmovae %[below], %[out]"
+          : [x] "+r"(x), [out] "+r"(out)
+          : [bound] "m"(sym.bound), [high] "r"(high), [below] "r"(below)
+          : "cc");
+#else
+  const uint64_t emit = x >= sym.bound;
   out -= 4 * emit;
   x >>= 32 * emit;
+#endif
   // floor(x / freq) = floor(2x * rcp / 2^(64 + shift)), rcp = ceil(2^(63 + shift) / freq),
   // shift = ceil(log2 freq): exact for x < 2^63 (the error is below 1/freq).
   const uint64_t q = mulhi64(x << 1, sym.rcp) >> sym.shift;

@@ -97,9 +97,8 @@ void Tables::build_coder_data() {
       int shift = 0;
       while ((uint32_t{1} << shift) < freq) ++shift;
       const unsigned __int128 numerator = static_cast<unsigned __int128>(1) << (63 + shift);
-      enc[s] = {static_cast<uint64_t>((numerator + freq - 1) / freq), static_cast<uint16_t>(cdf[s]),
-                static_cast<uint16_t>((uint32_t{1} << p) - freq), static_cast<uint16_t>(freq),
-                static_cast<uint8_t>(shift), 0};
+      enc[s] = {static_cast<uint64_t>((numerator + freq - 1) / freq), uint64_t{freq} << (63 - p),
+                (uint64_t{1} << p) - freq, cdf[s], static_cast<uint32_t>(shift)};
     }
     uint16_t* lookup = &lookup_[i * lookup_size];
     uint32_t s = 0;

@@ -21,16 +21,17 @@
 
 namespace featcodec {
 
-// Everything the encoder needs for one symbol: x' = x + start + q * cmpl_freq
-// with q = floor(x / freq) computed as a multiply by `rcp` and a shift (see
-// rans.h), and the renormalization bound freq << (63 - P).
+// Everything the encoder needs for one symbol, each field in the width the
+// coding step uses it at (so that it is a memory operand, not a load and a
+// widening): x' = x + start + q * cmpl_freq with q = floor(x / freq)
+// computed as a multiply by `rcp` and a shift (see rans.h), and the
+// renormalization bound.
 struct EncSymbol {
   uint64_t rcp;        // ceil(2^(63 + shift) / freq)
-  uint16_t start;
-  uint16_t cmpl_freq;  // 2^P - freq
-  uint16_t freq;
-  uint8_t shift;       // ceil(log2 freq)
-  uint8_t unused;
+  uint64_t bound;      // freq << (63 - P): a word goes out first when x >= bound
+  uint64_t cmpl_freq;  // 2^P - freq
+  uint32_t start;
+  uint32_t shift;      // ceil(log2 freq)
 };
 
 // A row as the coder sees it.

@@ -10,12 +10,12 @@
 namespace featcodec {
 namespace {
 
-void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+inline void put_varint(std::vector<uint8_t>& out, uint64_t v) {
   for (; v >= 0x80; v >>= 7) out.push_back(static_cast<uint8_t>(v | 0x80));
   out.push_back(static_cast<uint8_t>(v));
 }
 // Reads a LEB128 varint of at most `max_bytes` bytes without passing `end`.
-uint64_t get_varint(const uint8_t*& p, const uint8_t* end, int max_bytes) {
+inline uint64_t get_varint(const uint8_t*& p, const uint8_t* end, int max_bytes) {
   uint64_t v = 0;
   for (int i = 0; i < max_bytes; ++i) {
     if (p >= end) throw DecodeError("truncated message");
