@@ -3,7 +3,7 @@
 // (value 2k low, 2k + 1 high); word k goes to accumulator k mod 16.  Sixteen
 // independent chains of one multiply per two values: the bulk loop
 // vectorizes (two AVX-512 registers in the x86-64-v4 kernels), so the
-// checksum costs a few percent of coding time rather than a fifth.
+// checksum costs a few percent of coding time rather than a sixth.
 // Internal linkage: compiled into kernels for different instruction sets.
 #pragma once
 
