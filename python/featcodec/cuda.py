@@ -1,7 +1,7 @@
 """CUDA kernels that build tables on a GPU, bit-exact with the CPU builders.
 
 Every function here has a CPU reference that it matches bit for bit (both run
-the same native routines, src/cpp/table_math.h):
+the same native routines, src/cpp/tables/table_math.h):
 
 =====================================  ===========================================
 ``featcodec.cuda``                     CPU reference

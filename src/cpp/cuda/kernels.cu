@@ -1,9 +1,9 @@
 // The CUDA table kernels: one thread per element or per row, each running
 // the shared routines of table_math.h.  Built with -fmad=false and IEEE
 // division (CMakeLists.txt), so that the floating point is the host's.
-#include "kernels.h"
+#include "cuda/kernels.h"
 
-#include "../table_math.h"
+#include "tables/table_math.h"
 
 namespace featcodec {
 namespace cuda {

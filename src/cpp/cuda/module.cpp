@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "../table_math.h"
-#include "kernels.h"
+#include "tables/table_math.h"
+#include "cuda/kernels.h"
 
 namespace py = pybind11;
 using namespace featcodec;

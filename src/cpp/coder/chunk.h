@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <string>
 
-#include "codec.h"
+#include "coder/codec.h"
 
 namespace featcodec {
 

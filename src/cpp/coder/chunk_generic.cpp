@@ -1,4 +1,4 @@
 // Chunk coders for the baseline instruction set (see chunk.h).
 #define FC_ISA generic
 #define FC_ELEMENT_MODELS 1
-#include "chunk_kernels.inc"
+#include "coder/chunk_kernels.inc"

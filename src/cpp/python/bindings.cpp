@@ -7,11 +7,11 @@
 
 #include <optional>
 
-#include "chunk.h"
-#include "codec.h"
-#include "table_math.h"
-#include "scale_indexer.h"
-#include "tables.h"
+#include "coder/chunk.h"
+#include "coder/codec.h"
+#include "tables/table_math.h"
+#include "tables/scale_indexer.h"
+#include "tables/tables.h"
 
 namespace py = pybind11;
 using namespace featcodec;

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "table_math.h"
+#include "tables/table_math.h"
 
 namespace featcodec {
 

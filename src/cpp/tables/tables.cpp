@@ -1,11 +1,11 @@
-#include "tables.h"
+#include "tables/tables.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 
-#include "quantize.h"
+#include "tables/quantize.h"
 
 namespace featcodec {
 namespace {

@@ -1,4 +1,4 @@
-#include "codec.h"
+#include "coder/codec.h"
 
 #include <algorithm>
 #include <atomic>
@@ -10,10 +10,10 @@
 #include <mutex>
 #include <thread>
 
-#include "checksum.h"
-#include "chunk.h"
-#include "rans.h"
-#include "varint.h"
+#include "coder/checksum.h"
+#include "coder/chunk.h"
+#include "coder/rans.h"
+#include "coder/varint.h"
 
 namespace featcodec {
 namespace {

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "detmath.h"
+#include "tables/detmath.h"
 
 namespace featcodec {
 

@@ -2,4 +2,4 @@
 // -march=x86-64-v4 and used only on CPUs that have it (see chunk.h): eight
 // lanes in one vector register.
 #define FC_ISA x86_64_v4
-#include "chunk_kernels.inc"
+#include "coder/chunk_kernels.inc"

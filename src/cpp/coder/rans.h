@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "tables.h"
+#include "tables/tables.h"
 
 namespace featcodec {
 // Internal linkage: compiled into kernels for different instruction sets.

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "detmath.h"
+#include "tables/detmath.h"
 
 namespace featcodec {
 

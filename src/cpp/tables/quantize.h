@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "table_math.h"
+#include "tables/table_math.h"
 
 namespace featcodec {
 

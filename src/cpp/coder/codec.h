@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tables.h"
+#include "tables/tables.h"
 
 namespace featcodec {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "codec.h"
+#include "coder/codec.h"
 
 namespace featcodec {
 namespace {

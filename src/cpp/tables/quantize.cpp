@@ -1,4 +1,4 @@
-#include "quantize.h"
+#include "tables/quantize.h"
 
 #include <stdexcept>
 #include <string>
