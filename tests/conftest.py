@@ -34,6 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_report_header(config):
     import featcodec
+    import isa_kernels
 
-    return f"featcodec {featcodec.__version__} from {featcodec.__file__}"
+    return [f"featcodec {featcodec.__version__} from {featcodec.__file__}", isa_kernels.report_line()]
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import featcodec as fc
 import format_reference as ref
+from isa_kernels import VECTOR_KERNELS, kernel_params, using
 from strategies import (
     INT32_MAX,
     INT32_MIN,
@@ -874,11 +875,11 @@ print(json.dumps(report))
 '''
 
 
-def test_instruction_set_kernels_agree(tmp_path):
+@pytest.mark.parametrize("isa", kernel_params())
+def test_instruction_set_kernels_agree(tmp_path, isa):
     """The chunk coders are built per instruction set and picked at run time
-    (FEATCODEC_ISA caps the level): all must produce and accept the same bytes.
-    On a CPU without AVX2 or AVX-512 the higher levels fall back and compare
-    the generic kernels with themselves."""
+    (FEATCODEC_ISA caps the level): a process started with FEATCODEC_ISA=isa
+    codes with those kernels and produces and accepts this process's bytes."""
     import json
     import os
     import subprocess
@@ -890,40 +891,55 @@ def test_instruction_set_kernels_agree(tmp_path):
     messages = [fc.encode(x, t, idx, chunk_size=chunk_size, threads=1) for t, x, idx, chunk_size in cases]
     path = tmp_path / "messages.json"
     path.write_text(json.dumps([m.hex() for m in messages]))
-    for isa in ("generic", "x86-64-v4"):
-        env = dict(os.environ, FEATCODEC_ISA=isa)
-        result = subprocess.run([sys.executable, "-c", ISA_CHILD, str(path), isa], capture_output=True, text=True,
-                                cwd=tmp_path, env=env, timeout=120)
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout)
-        if report["available"] or isa == "generic":
-            assert report["isa"].replace("_", "-") == isa, f"FEATCODEC_ISA={isa} selected {report['isa']}"
-        assert all(report["same_bytes"]), (report["isa"], report["same_bytes"])
-        assert all(report["decodes_parent"]), (report["isa"], report["decodes_parent"])
+    env = dict(os.environ, FEATCODEC_ISA=isa)
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", ISA_CHILD, str(path), isa],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["isa"] == isa and report["available"], f"FEATCODEC_ISA={isa} selected {report['isa']}"
+    assert all(report["same_bytes"]), (report["isa"], report["same_bytes"])
+    assert all(report["decodes_parent"]), (report["isa"], report["decodes_parent"])
 
 
-ISAS = ("generic", "x86-64-v4")
+def test_unknown_isa_name_is_an_error_at_import(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FEATCODEC_ISA="avx3")
+    result = subprocess.run([sys.executable, "-c", "import featcodec"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode != 0
+    assert "FEATCODEC_ISA='avx3' is not one of generic, avx2, avx512" in result.stderr
 
 
+def test_isa_the_cpu_lacks_falls_back_with_a_warning(monkeypatch):
+    from featcodec import _kernels
+
+    monkeypatch.setenv("FEATCODEC_ISA", "avx512")
+    monkeypatch.setattr(_kernels._core, "kernel_isa", lambda: "avx2")
+    monkeypatch.setattr(_kernels._core, "available_kernels", lambda: ["generic", "avx2"])
+    with pytest.warns(RuntimeWarning, match="FEATCODEC_ISA=avx512: this CPU or build lacks those kernels "
+                                            r"\(available: generic, avx2\); using avx2"):
+        _kernels.check_requested_kernels()
+
+
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
 @given(st.data())
-def test_kernels_agree_on_random_inputs(data):
-    """Every instruction-set build this CPU can run codes the same bytes and
-    decodes every other build's messages (switched in-process)."""
+def test_kernels_agree_on_random_inputs(isa, data):
+    """Every vector build this CPU can run codes the generic build's bytes and
+    decodes its messages, and the other way round (switched in-process)."""
     tables = data.draw(any_tables(), label="tables")
     shape = data.draw(symbol_shapes, label="shape")
     small, full = data.draw(index_arrays(shape, len(tables)), label="indexes")
     x = make_symbols(np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))), tables, full, np.int32)
     chunk_size = data.draw(st.sampled_from(CHUNK_SIZES + [1 << 16]))
     checksum = data.draw(st.booleans())
-    original = fc._core.kernel_isa().replace("_", "-")
     messages = {}
-    try:
-        for isa in ISAS:
-            if fc._core.select_kernels(isa):
-                messages[isa] = fc.encode(x, tables, small, checksum=checksum, chunk_size=chunk_size, threads=2)
-        assert len(set(messages.values())) == 1, {k: v.hex()[:80] for k, v in messages.items()}
-        for isa in messages:
-            assert fc._core.select_kernels(isa)
-            np.testing.assert_array_equal(fc.decode(messages["generic"], tables, small, shape=shape), x)
-    finally:
-        assert fc._core.select_kernels(original)
+    for kernels in ("generic", isa):
+        with using(kernels):
+            messages[kernels] = fc.encode(x, tables, small, checksum=checksum, chunk_size=chunk_size, threads=2)
+    assert messages["generic"] == messages[isa], {k: v.hex()[:80] for k, v in messages.items()}
+    for kernels, other in (("generic", isa), (isa, "generic")):
+        with using(kernels):
+            np.testing.assert_array_equal(fc.decode(messages[other], tables, small, shape=shape), x)

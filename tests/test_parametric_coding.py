@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import featcodec as fc
+from isa_kernels import VECTOR_KERNELS, kernel_params, using
 from strategies import FAMILIES, INT32_MAX, INT32_MIN
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7)
@@ -110,20 +111,17 @@ def test_lanes_chunks_and_threads(family, n):
     assert len(data) <= ideal_bits(x, family, mu, s, 16) / 8 + 4 + 8 + 8 * 6
 
 
-def test_same_bytes_whatever_the_kernels():
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
+def test_same_bytes_whatever_the_kernels(isa):
     rng = np.random.default_rng(3)
     mu, s = rng.normal(0, 5, 70000), rng.uniform(0.2, 9, 70000)
     x = sample_values(rng, mu, s)
-    isa = fc._core.kernel_isa()
-    try:
-        results = []
-        for level in ("generic", "x86-64-v4"):
-            if fc._core.select_kernels(level):
-                results.append(fc.encode_parametric(x, "laplace", mu, s))
-                np.testing.assert_array_equal(fc.decode_parametric(results[-1], "laplace", mu, s), x)
-        assert all(r == results[0] for r in results)
-    finally:
-        fc._core.select_kernels(isa)
+    results = {}
+    for kernels in ("generic", isa):
+        with using(kernels):
+            results[kernels] = fc.encode_parametric(x, "laplace", mu, s)
+            np.testing.assert_array_equal(fc.decode_parametric(results["generic"], "laplace", mu, s), x)
+    assert results["generic"] == results[isa]
 
 
 def test_broadcast_parameters():

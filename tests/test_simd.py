@@ -1,13 +1,17 @@
-"""The x86-64-v4 kernels' AVX-512 round decoder against the other kernels.
+"""The vector kernels (avx2: the x86-64-v3 build's AVX2 round decoder;
+avx512: the x86-64-v4 build's AVX-512 one) against the generic kernels.
 
 select_kernels() switches the chunk coders in-process, so one run decodes a
 fixed set of messages (8-lane chunks: 200k+ symbols) and corrupted copies of
-them with the generic and x86-64-v4 kernels, and records one
-outcome per decode.  The tests check that every intact message decodes to
-its input with every kernel, that every outcome (values, or the DecodeError
-and its message) is identical across kernels, and that corrupt bytes give
-DecodeError or, at worst with the checksum off, some values - never a crash.
-Kernels this build or CPU lacks are skipped.
+them with every kernel the CPU has, and records one outcome per decode.  The
+tests check that every intact message decodes to its input with every
+kernel, that every outcome (values, or the DecodeError and its message) is
+identical across kernels, and that corrupt bytes give DecodeError or, at
+worst with the checksum off, some values - never a crash.  Further tests
+code random data at every lane count, with escapes, per-element indexes and
+int32 extremes, and require the same bytes from every kernel.  Kernels this
+build or CPU lacks are skipped with the reason (pytest -rs lists them; the
+report header says which ran).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import featcodec as fc
-
-ISAS = ("generic", "x86-64-v4")
+from format_reference import parse_header
+from isa_kernels import KERNELS, VECTOR_KERNELS, kernel_params, missing_reason, using
 
 N_UNIFORM = (50, 4567)  # 228,350 symbols: blocks straddle channels, a ragged tail
 N_MIXED = 262_147
@@ -136,7 +142,7 @@ def _outcome(fc, data, tables, indexes, shape, original, threads=1):
     return "values " + hashlib.sha1(values.tobytes()).hexdigest()
 
 
-def _collect(isa: str) -> dict:
+def _collect() -> dict:
     results = {}
     for name, tables, symbols, indexes, options in _cases(fc):
         data = fc.encode(symbols, tables, indexes, threads=1, **options)
@@ -153,33 +159,26 @@ def _collect(isa: str) -> dict:
 
 @pytest.fixture(scope="module")
 def outcomes():
-    """Outcomes per kernel ISA (None where this build or CPU lacks it)."""
-    active = fc._core.kernel_isa().replace("_", "-")
+    """Outcomes per kernel (None where this build or CPU lacks it)."""
     results = {}
-    try:
-        for isa in ISAS:
-            results[isa] = _collect(isa) if fc._core.select_kernels(isa) else None
-    finally:
-        assert fc._core.select_kernels(active)
+    for isa in KERNELS:
+        results[isa] = None
+        if missing_reason(isa) is None:
+            with using(isa):
+                results[isa] = _collect()
     return results
 
 
-def _available(outcomes, isa):
-    if outcomes[isa] is None:
-        pytest.skip("CPU lacks AVX-512" if isa == "x86-64-v4" else f"no {isa} kernels here")
-    return outcomes[isa]
-
-
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", kernel_params())
 def test_intact_messages_decode_to_their_input(outcomes, isa):
-    for name, case in _available(outcomes, isa).items():
+    for name, case in outcomes[isa].items():
         assert case["intact"] == "original", (isa, name, case["intact"])
         assert case["threads"] == "original", (isa, name, case["threads"])  # chunks decoded in parallel
 
 
-@pytest.mark.parametrize("isa", ("x86-64-v4",))
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
 def test_kernels_agree_with_generic_on_every_outcome(outcomes, isa):
-    reference, other = outcomes["generic"], _available(outcomes, isa)
+    reference, other = outcomes["generic"], outcomes[isa]
     assert reference.keys() == other.keys()
     for name in reference:
         assert reference[name]["message"] == other[name]["message"], name  # same bytes from every encoder
@@ -188,9 +187,9 @@ def test_kernels_agree_with_generic_on_every_outcome(outcomes, isa):
             assert a == b, (isa, name, k, a, b)
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", kernel_params())
 def test_corrupt_messages_fail_cleanly(outcomes, isa):
-    cases = _available(outcomes, isa)
+    cases = outcomes[isa]
     for name, case in cases.items():
         for k, result in enumerate(case["corrupt"]):
             if case["checksum"]:
@@ -209,27 +208,95 @@ def _laplace_message():
     return t, rows, symbols, fc.encode(symbols, t, rows, threads=1, checksum=False)
 
 
-def test_word_flips_give_the_same_outcome_with_every_kernel():
-    """Flips in the words region (checksum off, so the coder's own checks
-    decide): every available kernel gives the same outcome."""
-    t, rows, symbols, data = _laplace_message()
+def _word_flip_outcomes(t, rows, symbols, data) -> list:
     rng = np.random.default_rng(11)
-    active = fc._core.kernel_isa().replace("_", "-")
+    got = []
+    for k in range(40):
+        b = bytearray(data)
+        pos = 64 + int(rng.integers(0, len(data) - 128))
+        b[pos] ^= 1 << int(rng.integers(0, 8)) if k % 2 else 0xFF
+        got.append(_outcome(fc, bytes(b), t, rows, symbols.shape, symbols))
+    return got
+
+
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
+def test_word_flips_give_the_same_outcome_as_generic(isa):
+    """Flips in the words region (checksum off, so the coder's own checks
+    decide): the vector kernels give the generic kernels' outcome."""
+    t, rows, symbols, data = _laplace_message()
+    with using("generic"):
+        reference = _word_flip_outcomes(t, rows, symbols, data)
+    with using(isa):
+        assert _word_flip_outcomes(t, rows, symbols, data) == reference
+    assert sum(r.startswith("DecodeError") for r in reference) > 0
+
+
+# --- random data at every lane count ----------------------------------------------
+
+INT32_MIN, INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+
+
+def _random_message_case(seed: int, n: int, chunk_size: int, per_element: bool, escape_rate: float):
+    """Tables, values and indexes (per element, or one row per channel of a
+    (channels, n / channels) array) with escapes of every size and int32's
+    extremes at random places."""
+    rng = np.random.default_rng(seed)
+    precision = int(rng.integers(8, 17))
+    tables = (_random_pmf_tables(fc, rng, precision, int(rng.integers(1, 12)), 400) if seed % 2 else
+              fc.CdfTables.laplace(np.exp(rng.uniform(np.log(0.2), np.log(40.0), int(rng.integers(1, 12)))),
+                                   precision=precision))
+    if per_element:
+        indexes = rng.integers(0, len(tables), size=n).astype(np.int32)
+        rows = indexes
+    else:
+        channels = max(1, min(int(rng.integers(1, 9)), n))
+        n = n // channels * channels
+        indexes = rng.integers(0, len(tables), size=(channels, 1)).astype(np.int32)
+        rows = np.broadcast_to(indexes, (channels, n // channels))
+    values = _sample(tables, rng, rows, escape_rate) if n >= 2 else np.zeros(rows.shape, np.int32)
+    extremes = rng.random(rows.shape) < 0.002
+    values[extremes] = rng.choice([INT32_MIN, INT32_MAX, INT32_MIN + 1, INT32_MAX - 1], size=int(extremes.sum()))
+    return tables, values, indexes, dict(chunk_size=chunk_size, checksum=bool(seed % 3))
+
+
+def _agree(isa: str, tables, values, indexes, options) -> bytes:
+    """Encodes with generic and `isa`: the same bytes, each decoding the
+    other's message, and the same outcome for a few corruptions."""
+    with using("generic"):
+        reference = fc.encode(values, tables, indexes, threads=1, **options)
+    with using(isa):
+        mine = fc.encode(values, tables, indexes, threads=1, **options)
+        assert mine == reference, (isa, len(mine), len(reference))
+        np.testing.assert_array_equal(fc.decode(reference, tables, indexes, shape=values.shape), values)
+    rng = np.random.default_rng(len(reference))
+    corrupt = _corruptions(reference, rng)[:8] if len(reference) > 16 else []
     outcomes = {}
-    try:
-        for isa in ISAS:
-            if not fc._core.select_kernels(isa):
-                continue
-            got = []
-            for k in range(40):
-                b = bytearray(data)
-                pos = 64 + int(rng.integers(0, len(data) - 128))
-                b[pos] ^= 1 << int(rng.integers(0, 8)) if k % 2 else 0xFF
-                got.append(_outcome(fc, bytes(b), t, rows, symbols.shape, symbols))
-            outcomes[isa] = got
-            rng = np.random.default_rng(11)
-    finally:
-        assert fc._core.select_kernels(active)
-    first = next(iter(outcomes.values()))
-    for isa, got in outcomes.items():
-        assert got == first, isa
+    for kernels in ("generic", isa):
+        with using(kernels):
+            outcomes[kernels] = [_outcome(fc, c, tables, indexes, values.shape, values) for c in corrupt]
+    assert outcomes["generic"] == outcomes[isa], isa
+    return reference
+
+
+# Symbol counts per chunk that today's lane rule maps to 1, 2, 4 and 8 lanes
+# (docs/format.md), with ragged ends.
+LANE_SIZES = (1, 7, 1000, 1500, 16_000, 20_001, 70_003)
+
+
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
+def test_same_bytes_at_every_lane_count(isa):
+    lanes = set()
+    for k, n in enumerate(LANE_SIZES):
+        for per_element in (False, True):
+            for escape_rate in (0.0, 0.01):
+                case = _random_message_case(100 * k + 2 * per_element + int(escape_rate > 0), n, 1 << 19,
+                                            per_element, escape_rate)
+                lanes.add(parse_header(_agree(isa, *case)[0])["lanes"])
+    assert lanes == {1, 2, 4, 8}, lanes
+
+
+@pytest.mark.parametrize("isa", kernel_params(VECTOR_KERNELS))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 90_000), chunk_size=st.sampled_from([1 << 10, 1 << 14, 1 << 19]),
+       per_element=st.booleans(), escape_rate=st.sampled_from([0.0, 1e-4, 0.05]))
+def test_same_bytes_for_random_messages(isa, seed, n, chunk_size, per_element, escape_rate):
+    _agree(isa, *_random_message_case(seed, n, chunk_size, per_element, escape_rate))

@@ -16,8 +16,11 @@ from ._core import FORMAT_VERSION
 from ._tables import CdfTables, default_tail_mass
 from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
 from ._parametric import decode_parametric, element_cdf, encode_parametric, parametric_intervals, scale_index
+from ._kernels import check_requested_kernels as _check_requested_kernels
 
 __version__ = "0.1.0"
+
+_check_requested_kernels()
 
 __all__ = [
     "CdfTables",

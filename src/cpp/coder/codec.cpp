@@ -8,6 +8,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "coder/checksum.h"
@@ -88,30 +89,61 @@ void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& ta
 
 namespace {
 
-// The kernels of an instruction-set level, if this build and CPU have them.
-const ChunkKernels* kernels_for(const std::string& isa) {
-  if (isa == "generic") return &generic::kernels;
+// Every kernel set by name, from the baseline up; `supported` tells whether
+// the CPU runs it.
+struct KernelLevel {
+  const char* name;
+  const ChunkKernels* kernels;
+  bool (*supported)();
+};
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS
+bool cpu_has_v3() {
   __builtin_cpu_init();
-  if (isa == "x86-64-v4" && __builtin_cpu_supports("x86-64-v4")) return &x86_64_v4::kernels;
+  return __builtin_cpu_supports("x86-64-v3");
+}
+bool cpu_has_v4() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("x86-64-v4");
+}
 #endif
+const KernelLevel kLevels[] = {
+    {"generic", &generic::kernels, [] { return true; }},
+#ifdef FEATCODEC_HAVE_X86_64_LEVELS
+    {"avx2", &x86_64_v3::kernels, cpu_has_v3},
+    {"avx512", &x86_64_v4::kernels, cpu_has_v4},
+#endif
+};
+constexpr const char* kKnownLevels = "generic, avx2, avx512";
+
+// The kernels named `isa`, if this build and CPU have them.
+const ChunkKernels* kernels_for(const std::string& isa) {
+  for (const KernelLevel& level : kLevels)
+    if (isa == level.name) return level.supported() ? level.kernels : nullptr;
   return nullptr;
+}
+
+bool known_level(const std::string& isa) {
+  return isa == "generic" || isa == "avx2" || isa == "avx512";
 }
 
 std::atomic<const ChunkKernels*> selected_kernels{nullptr};
 
 }  // namespace
 
-// The best level the CPU has, capped by FEATCODEC_ISA when that is set.
+// The best kernels the CPU has; with FEATCODEC_ISA, the best of those up to
+// the one it names (a level this CPU or build lacks falls back to the best
+// below it: the Python package warns about that at import).
 const ChunkKernels& chunk_kernels() {
   const ChunkKernels* k = selected_kernels.load(std::memory_order_acquire);
   if (k) return *k;
-  static const char* const kLevels[] = {"generic", "x86-64-v4"};
   const char* forced = std::getenv("FEATCODEC_ISA");
-  int cap = 1;
-  for (int i = 0; i < 2; ++i)
-    if (forced && std::string(forced) == kLevels[i]) cap = i;
-  for (int i = cap; i >= 0 && !k; --i) k = kernels_for(kLevels[i]);
+  if (forced && *forced && !known_level(forced))
+    throw std::invalid_argument(std::string("FEATCODEC_ISA='") + forced + "' is not one of " + kKnownLevels);
+  k = &generic::kernels;
+  for (const KernelLevel& level : kLevels) {
+    if (level.supported()) k = level.kernels;
+    if (forced && *forced && std::string(forced) == level.name) break;
+  }
   selected_kernels.store(k, std::memory_order_release);
   return *k;
 }
@@ -120,6 +152,19 @@ bool select_kernels(const std::string& isa) {
   const ChunkKernels* k = kernels_for(isa);
   if (k) selected_kernels.store(k, std::memory_order_release);
   return k != nullptr;
+}
+
+std::vector<std::string> built_kernels() {
+  std::vector<std::string> names;
+  for (const KernelLevel& level : kLevels) names.emplace_back(level.name);
+  return names;
+}
+
+std::vector<std::string> available_kernels() {
+  std::vector<std::string> names;
+  for (const KernelLevel& level : kLevels)
+    if (level.supported()) names.emplace_back(level.name);
+  return names;
 }
 
 // --- IndexSource -----------------------------------------------------------------

@@ -125,7 +125,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("kernel_isa", [] { return std::string(chunk_kernels().isa); },
         "The instruction set of the chunk coders in use (see FEATCODEC_ISA).");
   m.def("select_kernels", &select_kernels, py::arg("isa"),
-        "Use the chunk coders built for `isa` ('generic', 'x86-64-v4'); False if unavailable.");
+        "Use the chunk coders built for `isa` ('generic', 'avx2', 'avx512'); False if unavailable.");
+  m.def("built_kernels", &built_kernels, "The chunk coders this build has, baseline first.");
+  m.def("available_kernels", &available_kernels, "The chunk coders of this build that this CPU can run.");
   py::register_exception<DecodeError>(m, "DecodeError", PyExc_ValueError);
 
   py::class_<Tables, std::shared_ptr<Tables>>(m, "Tables")
