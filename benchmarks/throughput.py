@@ -188,7 +188,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     print(f"featcodec {fc.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
-    results: dict = {}
+    print(f"kernels: {fc._core.kernel_isa()} (FEATCODEC_ISA={os.environ.get('FEATCODEC_ISA') or 'unset'}; "
+          f"this CPU runs {', '.join(fc._core.available_kernels())})")
+    results: dict = {"kernels": fc._core.kernel_isa()}
     w1 = workloads.hyperprior(args.seed)
     report_workload("W1 hyperprior", w1, fc.CdfTables.gaussian(w1.table_scales), w1.indexes,
                     exact_bits_w1(w1), args.repeat, results)
