@@ -169,10 +169,8 @@ def _threads(threads: Optional[int]) -> int:
     cap = _available_cores() * _core.THREADS_PER_CORE
     if threads is None:
         return _available_cores()
-    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be a positive integer or None, got {threads!r}")
-    if threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     return min(int(threads), cap)
 
 

@@ -403,6 +403,10 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     chunk = int64_t{1} << chunk_bits;
   }
   const int64_t n_chunks = (n + chunk - 1) / chunk;
+  // The lane count is recorded, and must be the encoder's: a message stays
+  // canonical without a checksum.
+  if (header.lanes != lanes_for(std::min(n, chunk)))
+    throw DecodeError(std::string(kMismatch) + " (its lane count is not for " + std::to_string(n) + " symbols)");
   if (header.chunked && n_chunks < 2) throw DecodeError(std::string(kMismatch) + " (several chunks, " + std::to_string(n) + " symbols)");
   // Chunk directory: every length but the last's, which is what remains.
   // Each varint takes at least one byte, so a bad n_chunks fails early.
@@ -442,6 +446,9 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
   }
   bool escapes = false;
   for (const ChunkOutcome& o : outcomes) escapes |= o.escapes;
+  for (int64_t c = 1; c < n_chunks; ++c)
+    if (outcomes[c].lane0_end != 0)
+      throw DecodeError(std::string(kMismatch) + " (corrupt message: final coder state mismatch)");
   if (header.escapes && !escapes) throw DecodeError("corrupt message: escapes flagged, but no chunk has any");
   if (n > 0) stored_checksum = outcomes[0].lane0_end;
   if (hash) {
