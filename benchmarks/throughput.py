@@ -144,7 +144,7 @@ def report_workload(label: str, w, tables, indexes, exact_bits: float, repeat: i
     quantization = 100 * (quantized_bits / exact_bits - 1)
     coder_bytes = ours["bytes"] - quantized_bits / 8
     print(f"  featcodec excess: table quantization {quantization:+.4f}%, coder {coder_bytes:.0f} bytes "
-          f"({100 * 8 * coder_bytes / exact_bits:.4f}%, 4 of them the checksum)")
+          f"({100 * 8 * coder_bytes / exact_bits:.4f}%, the 4-byte checksum included)")
     two = rows["featcodec (2 threads)"]
     print(f"  2-thread scaling: encode {two['encode'] / ours['encode']:.2f}x, decode {two['decode'] / ours['decode']:.2f}x")
     ratios = {}
@@ -180,17 +180,76 @@ def report_small_call(repeat: int, results: dict) -> None:
     results["small_call"] = out
 
 
+SMALL_SIZES = (10, 100, 1000, 1024, 16384)
+
+
+def report_small_messages(seed: int, results: dict) -> None:
+    """Fixed cost of small messages: bytes beyond the exact model's
+    information content, averaged over several messages of the W1 model
+    (featcodec also beyond its own tables' content, which excludes their
+    quantization)."""
+    print("\nSmall messages (W1 model): mean bytes beyond the information content (max in brackets)")
+    header = f"  {'symbols':>8} {'exact':>8}  {'featcodec':>14} {'fc 2-byte ck':>14} {'fc vs exact':>12}"
+    names = []
+    try:
+        import peers
+
+        makers = [("CompressAI", peers.compressai_w1), ("constriction", peers.constriction_w1)]
+    except ImportError:
+        makers = []
+    for name, _ in makers:
+        header += f" {name:>14}"
+        names.append(name)
+    print(header)
+    out = {}
+    for n in SMALL_SIZES:
+        trials = 20 if n <= 1024 else 5
+        own, own2, vs_exact, exact_bytes = [], [], [], []
+        peer_excess: dict = {name: [] for name in names}
+        for k in range(trials):
+            w = workloads.hyperprior(seed * 1000 + k, n=n)
+            tables = fc.CdfTables.gaussian(w.table_scales)
+            exact = exact_bits_w1(w) / 8
+            info = fc.information_content(w.symbols, tables, w.indexes) / 8
+            bare = fc.encode(w.symbols, tables, w.indexes, checksum=False)
+            with_checksum = fc.encode(w.symbols, tables, w.indexes, checksum=2)
+            own.append(len(bare) - info)
+            own2.append(len(with_checksum) - info)
+            vs_exact.append(len(bare) - exact)
+            exact_bytes.append(exact)
+            for name, make in makers:
+                try:
+                    p = make(w)
+                except ImportError:
+                    continue
+                peer_excess[name].append(p.nbytes(p.encode()) - exact)
+        row = f"  {n:8d} {np.mean(exact_bytes):8.1f}  {np.mean(own):6.2f} [{max(own):5.2f}] " \
+              f"{np.mean(own2):6.2f} [{max(own2):5.2f}] {np.mean(vs_exact):12.2f}"
+        for name in names:
+            row += f" {np.mean(peer_excess[name]):14.2f}" if peer_excess[name] else f" {'-':>14}"
+        print(row)
+        out[n] = {"featcodec": own, "featcodec_2_byte_checksum": own2, "featcodec_vs_exact": vs_exact,
+                  **{name: v for name, v in peer_excess.items()}}
+    print("  (featcodec: no checksum, beyond its tables' information content; fc vs exact and the peers:"
+          " beyond the exact model)")
+    results["small_messages"] = out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="runs per measurement (best is kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--small-only", action="store_true", help="only the small-message table")
     args = parser.parse_args(argv)
 
     print(f"featcodec {fc.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
     print(f"kernels: {fc._core.kernel_isa()} (FEATCODEC_ISA={os.environ.get('FEATCODEC_ISA') or 'unset'}; "
           f"this CPU runs {', '.join(fc._core.available_kernels())})")
     results: dict = {"kernels": fc._core.kernel_isa()}
+    if args.small_only:
+        report_small_messages(args.seed, results)
+        return 0
     w1 = workloads.hyperprior(args.seed)
     report_workload("W1 hyperprior", w1, fc.CdfTables.gaussian(w1.table_scales), w1.indexes,
                     exact_bits_w1(w1), args.repeat, results)
@@ -199,6 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report_workload("W2 factorized", w2, fc.CdfTables.laplace(w2.b), channel, exact_bits_w2(w2), args.repeat,
                     results)
     report_small_call(args.repeat, results)
+    report_small_messages(args.seed, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -107,9 +107,14 @@ def any_tables(precisions=st.integers(1, 16)):
 
 # --- symbols and indexes -------------------------------------------------------------
 
+# Sizes whose chunks take each lane count (1 up to 16384 symbols a chunk, 4
+# up to 65536, 8 beyond): with the default chunk size these reach 4 and 8.
+LANE_SHAPES = [(16385,), (40000,), (65537,), (70001,), (2, 35000)]
+
 symbol_shapes = st.one_of(
     hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9),
-    st.sampled_from([(0,), (3, 0, 2), (1,), (1, 1, 1), (2, 3, 1, 5)]),
+    st.sampled_from([(), (0,), (3, 0, 2), (1,), (1, 1, 1), (2, 3, 1, 5)]),
+    st.sampled_from(LANE_SHAPES),
     st.integers(0, 3000).map(lambda n: (n,)),
     st.tuples(st.integers(1, 3), st.integers(1, 16), st.integers(1, 12), st.integers(1, 12)),  # (B, C, H, W)
 )
@@ -139,6 +144,20 @@ def index_arrays(draw, shape: tuple, n_tables: int):
     small = small.astype(dtype)
     full = np.ascontiguousarray(np.broadcast_to(small, shape)).astype(np.int32)
     return small, full
+
+
+@st.composite
+def bad_index_arrays(draw, shape: tuple, n_tables: int):
+    """Indexes broadcastable to a nonempty ``shape`` with one out-of-range
+    entry anywhere in the (possibly broadcast) array: in any outer run, not
+    just the first."""
+    small_shape = tuple(d if draw(st.booleans()) else 1 for d in shape)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    small = rng.integers(0, n_tables, small_shape).astype(np.int64)
+    bad = draw(st.sampled_from([n_tables, n_tables + 1, -1, INT32_MAX, INT32_MIN]))
+    position = tuple(draw(st.integers(0, d - 1)) for d in small_shape)
+    small[position] = bad
+    return small.astype(np.int32 if draw(st.booleans()) else np.int64), bad
 
 
 def make_symbols(rng: np.random.Generator, tables, full_indexes: np.ndarray, dtype) -> np.ndarray:

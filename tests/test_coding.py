@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import featcodec as fc
 import format_reference as ref
@@ -18,6 +19,7 @@ from strategies import (
     LAYOUTS,
     SYMBOL_DTYPES,
     any_tables,
+    bad_index_arrays,
     bits_of,
     index_arrays,
     make_symbols,
@@ -85,6 +87,33 @@ def test_round_trip(data):
     out = fc.decode(message, tables, indexes_out, shape=shape_arg, threads=data.draw(st.sampled_from([1, 2])))
     assert isinstance(out, np.ndarray) and out.dtype == np.int32 and out.shape == shape
     np.testing.assert_array_equal(out.astype(np.int64), x.astype(np.int64))
+
+
+@given(st.data())
+def test_out_of_range_indexes_anywhere_in_a_broadcast_are_value_errors(data):
+    tables = fc.CdfTables.gaussian([1.0, 2.0, 3.0])
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6), label="shape")
+    small, bad = data.draw(bad_index_arrays(shape, len(tables)), label="indexes")
+    x = np.zeros(shape, np.int32)
+    with pytest.raises(ValueError, match="index|int32"):
+        fc.encode(x, tables, small)
+    with pytest.raises(ValueError, match="index|int32"):
+        fc.decode(b"\xc0\x00", tables, small, shape=shape)
+    with pytest.raises(ValueError, match="index|int32"):
+        fc.information_content(x, tables, small)
+
+
+def test_out_of_range_index_in_a_later_outer_run():
+    # Index 3 for 3 tables in shape (3, 1, 4) broadcast to (3, 5, 4): only a
+    # check of every outer run finds it.
+    tables = fc.CdfTables.gaussian([1.0, 2.0, 3.0])
+    for position in [(0, 0, 0), (1, 0, 2), (2, 0, 3)]:
+        idx = np.zeros((3, 1, 4), np.int32)
+        idx[position] = 3
+        with pytest.raises(ValueError, match="index 3 is out of range for 3 tables"):
+            fc.encode(np.zeros((3, 5, 4), np.int32), tables, idx)
+        with pytest.raises(ValueError, match="index 3 is out of range for 3 tables"):
+            fc.decode(b"\xc0\x00", tables, idx, shape=(3, 5, 4))
 
 
 @given(st.data())

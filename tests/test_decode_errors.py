@@ -555,7 +555,11 @@ FUZZ_SCRIPT = textwrap.dedent(
         if out.dtype != np.int32 or out.shape != idx.shape:
             failures.append(f"{label}: returned {out.dtype} {out.shape}")
         elif original is not None and np.array_equal(out, original):
+            # Other bytes, the same values: only a message without a
+            # checksum may (it is then the canonical encoding of those values).
             counts["same"] += 1
+            if checksum:
+                failures.append(f"{label}: changed checksummed message accepted (data={bytes(data).hex()[:200]})")
         else:
             counts["other_values"] += 1
             if checksum:
@@ -622,7 +626,7 @@ FUZZ_SCRIPT = textwrap.dedent(
             idx = rng.integers(0, 4, shape).astype(np.int32)
             blob = bytearray(rng.bytes(length))
             if length and rng.random() < 0.5:
-                blob[0] = (fc.FORMAT_VERSION << 5) | int(rng.integers(32))
+                blob[0] = 0xC0 | int(rng.integers(64))  # a format 3 header byte
             attempt(f"random {length} bytes for shape {shape}", bytes(blob), tables, idx, None, False)
 
     isa = fc._core.kernel_isa()
@@ -649,3 +653,233 @@ def test_corrupt_truncated_and_random_bytes_never_crash(tmp_path, isa):
     assert counts["calls"] > 5000 and counts["errors"] > 0.9 * counts["calls"], counts
     assert report["slowest"] < 2.0, f"one decode call took {report['slowest']:.2f} s"
     assert report["isa"] == isa
+
+
+# --- format 3: every changed byte, checksum requirements, context ---------------------------
+
+
+def _flip_cases():
+    """Messages of every kind: 1, 4 and 8 lanes, chunked, escapes, checksums of 1, 2 and 4 bytes."""
+    rng = np.random.default_rng(77)
+    narrow = fc.CdfTables.from_pmf(np.array([[0.02, 0.96, 0.02]]), [-1], precision=12)  # ~0.3 bits a symbol
+    x = np.rint(rng.normal(0, 4, 60)).astype(np.int32)
+    x[::11] = INT32_MIN
+    yield "60 symbols, escapes", TABLES, x, rng.integers(0, 3, 60).astype(np.int32), fc.DEFAULT_CHUNK_SIZE
+    yield "1 symbol", TABLES, np.array([3], np.int32), np.array([1], np.int32), fc.DEFAULT_CHUNK_SIZE
+    yield "empty", TABLES, np.zeros(0, np.int32), np.zeros(0, np.int32), fc.DEFAULT_CHUNK_SIZE
+    y = np.rint(rng.normal(0, 2, 200)).astype(np.int32)
+    yield "chunks of 64", TABLES, y, rng.integers(0, 3, 200).astype(np.int32), 64
+    for n in (17000, 70000):  # 4 and 8 lanes
+        z = np.where(rng.random(n) < 0.04, rng.integers(-1, 2, n), 0).astype(np.int32)
+        z[5] = 2**31 - 1
+        yield f"{n} symbols", narrow, z, np.zeros(n, np.int32), fc.DEFAULT_CHUNK_SIZE
+
+
+def test_every_single_bit_flip_of_a_checksummed_message_is_a_decode_error():
+    # The format is canonical: with the checksum on, no byte (header
+    # included) can change without a DecodeError.  With 4 bytes every flip
+    # is asserted; a wrong message passes a 2-byte checksum with probability
+    # 2^-16, so for the smaller sizes almost every flip is.
+    for name, t, x, idx, chunk_size in _flip_cases():
+        for size in (4, 2, 1):
+            message = fc.encode(x, t, idx, checksum=size, chunk_size=chunk_size)
+            assert message[0] >> 6 == 3 and (message[0] >> 4) & 3 == {1: 1, 2: 2, 4: 3}[size]
+            np.testing.assert_array_equal(fc.decode(message, t, idx, checksum=size), x)
+            accepted = []
+            for bit in range(8 * len(message)):
+                mutated = bytearray(message)
+                mutated[bit // 8] ^= 1 << (bit % 8)
+                try:
+                    fc.decode(bytes(mutated), t, idx)
+                except fc.DecodeError:
+                    continue
+                accepted.append(bit)
+            flips = 8 * len(message)
+            allowed = 0 if size == 4 else max(1, flips // {2: 2000, 1: 20}[size])
+            assert len(accepted) <= allowed, f"{name}, {size}-byte checksum: flips {accepted[:10]} of {flips} accepted"
+
+
+def test_the_format_model_rejects_exactly_what_the_library_rejects_on_bit_flips():
+    for name, t, x, idx, chunk_size in _flip_cases():
+        if x.size > 1000:
+            continue  # the model is slow
+        for checksum in (False, 2):
+            message = fc.encode(x, t, idx, checksum=checksum, chunk_size=chunk_size)
+            for bit in range(8 * len(message)):
+                mutated = bytearray(message)
+                mutated[bit // 8] ^= 1 << (bit % 8)
+                try:
+                    mine = ref.decode(bytes(mutated), t, idx).tolist()
+                except ref.FormatError:
+                    mine = None
+                try:
+                    theirs = fc.decode(bytes(mutated), t, idx).tolist()
+                except fc.DecodeError:
+                    theirs = None
+                assert mine == theirs, f"{name} checksum={checksum} bit {bit}: model {mine is not None}"
+
+
+def test_padded_varints_are_rejected_by_library_and_model():
+    # A chunk directory entry written as a 2-byte varint (80 | v, 00).
+    x = np.arange(40) % 5 - 2
+    message = fc.encode(x, TABLES, 1, checksum=False, chunk_size=16)
+    assert message[0] & 4 and message[1] == 4
+    length, pos = ref.read_varint(message, 2)
+    assert pos == 3 and length < 0x80
+    padded = message[:2] + bytes([length | 0x80, 0x00]) + message[3:]
+    with pytest.raises(fc.DecodeError):
+        fc.decode(padded, TABLES, 1, shape=(40,))
+    with pytest.raises(ref.FormatError, match="padded"):
+        ref.decode(padded, TABLES, 1, shape=(40,))
+
+
+def test_decode_can_require_a_checksum():
+    x = np.arange(300) % 9 - 4
+    bare = fc.encode(x, TABLES, 0, checksum=False)
+    np.testing.assert_array_equal(fc.decode(bare, TABLES, 0, shape=x.shape), x)  # default: what it says
+    np.testing.assert_array_equal(fc.decode(bare, TABLES, 0, shape=x.shape, checksum=False), x)
+    with pytest.raises(fc.DecodeError, match="no checksum"):
+        fc.decode(bare, TABLES, 0, shape=x.shape, checksum=True)
+    for required in (1, 2, 4):
+        with pytest.raises(fc.DecodeError, match="no checksum"):
+            fc.decode(bare, TABLES, 0, shape=x.shape, checksum=required)
+    two = fc.encode(x, TABLES, 0, checksum=2)
+    np.testing.assert_array_equal(fc.decode(two, TABLES, 0, shape=x.shape, checksum=True), x)
+    np.testing.assert_array_equal(fc.decode(two, TABLES, 0, shape=x.shape, checksum=2), x)
+    with pytest.raises(fc.DecodeError, match="2-byte checksum, and at least 4"):
+        fc.decode(two, TABLES, 0, shape=x.shape, checksum=4)
+    # The empty message too: its checksum follows the header.
+    empty = fc.encode(np.zeros(0, np.int32), TABLES, 0, checksum=False)
+    with pytest.raises(fc.DecodeError, match="no checksum"):
+        fc.decode(empty, TABLES, 0, shape=(0,), checksum=True)
+    for bad in (3, 5, -1, 1.0, "4"):
+        with pytest.raises(ValueError, match="checksum"):
+            fc.decode(two, TABLES, 0, shape=x.shape, checksum=bad)
+        with pytest.raises(ValueError, match="checksum"):
+            fc.encode(x, TABLES, 0, checksum=bad)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+@pytest.mark.parametrize("n, chunk_size", [(0, 16), (5, 16), (300, 64), (20000, fc.DEFAULT_CHUNK_SIZE)])
+def test_a_changed_context_is_a_decode_error(size, n, chunk_size):
+    rng = np.random.default_rng(n)
+    x = np.rint(rng.normal(0, 3, n)).astype(np.int32)
+    idx = rng.integers(0, 3, n).astype(np.int32)
+    context = b"container header v1 \x00\xff" + bytes(range(20))
+    message = fc.encode(x, TABLES, idx, checksum=size, context=context, chunk_size=chunk_size)
+    # The context is not sent: the message has the size of one without it
+    # (give or take the byte that another checksum value may round to).
+    assert abs(len(message) - len(fc.encode(x, TABLES, idx, checksum=size, chunk_size=chunk_size))) <= 1
+    np.testing.assert_array_equal(fc.decode(message, TABLES, idx, context=context), x)
+    others = [b"", context[:-1], context + b"\x00", b"X" + context[1:], context[:8], bytes(len(context))]
+    passed = 0
+    for other in others:
+        try:
+            fc.decode(message, TABLES, idx, context=other)
+        except fc.DecodeError as e:
+            assert "checksum mismatch" in str(e) and "context" in str(e)
+        else:
+            passed += 1
+    assert passed <= (1 if size == 1 else 0)  # a 1-byte checksum lets 1 in 256 through
+    assert ref.decode(message, TABLES, idx, context=context).tolist() == x.tolist()
+    with pytest.raises(ref.FormatError):
+        ref.decode(message, TABLES, idx, context=context + b"!")
+
+
+def test_context_needs_a_checksum():
+    x = np.arange(10)
+    with pytest.raises(ValueError, match="context"):
+        fc.encode(x, TABLES, 0, checksum=False, context=b"abc")
+    bare = fc.encode(x, TABLES, 0, checksum=False)
+    with pytest.raises(ValueError, match="context"):
+        fc.decode(bare, TABLES, 0, shape=(10,), checksum=False, context=b"abc")
+    # A context asks for a checksum: a message without one cannot be verified.
+    with pytest.raises(fc.DecodeError, match="no checksum"):
+        fc.decode(bare, TABLES, 0, shape=(10,), context=b"abc")
+    with pytest.raises(TypeError, match="context must be bytes"):
+        fc.encode(x, TABLES, 0, context="abc")
+
+
+def test_parametric_checksum_and_context():
+    x = np.array([0, 3, -2, 40, 2**31 - 1])
+    mu, s = np.zeros(5), np.full(5, 2.0)
+    message = fc.encode_parametric(x, "laplace", mu, s, checksum=2, context=b"model-7")
+    np.testing.assert_array_equal(fc.decode_parametric(message, "laplace", mu, s, context=b"model-7", checksum=2), x)
+    with pytest.raises(fc.DecodeError, match="checksum mismatch"):
+        fc.decode_parametric(message, "laplace", mu, s, context=b"model-8")
+    bare = fc.encode_parametric(x, "laplace", mu, s, checksum=False)
+    with pytest.raises(fc.DecodeError, match="no checksum"):
+        fc.decode_parametric(bare, "laplace", mu, s, checksum=True)
+
+
+# --- threads and bad arguments ----------------------------------------------------------------
+
+
+def test_threads_none_means_every_core_and_large_counts_are_capped():
+    from featcodec import _coding
+
+    cores = _coding._available_cores()
+    assert _coding._threads(None) == cores
+    assert _coding._threads(2**31) == cores * fc._core.THREADS_PER_CORE
+    assert _coding._threads(1) == 1
+    x = np.arange(5000) % 7 - 3
+    message = fc.encode(x, TABLES, 0, threads=2**31, chunk_size=16)
+    np.testing.assert_array_equal(fc.decode(message, TABLES, 0, shape=x.shape, threads=2**63), x)
+
+
+THREAD_LIMIT_SCRIPT = textwrap.dedent(
+    r"""
+    import resource, sys
+    import numpy as np
+    import featcodec as fc
+
+    t = fc.CdfTables.gaussian([1.0, 5.0])
+    x = (np.arange(40000) % 13 - 6).astype(np.int32)
+    expected = fc.encode(x, t, 1, threads=1, chunk_size=16)
+    np.testing.assert_array_equal(fc.decode(expected, t, 1, shape=x.shape, threads=1), x)
+    # Each new thread needs a stack (8 MiB by default): with the address
+    # space capped near its current size, thread creation fails.
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (12 << 20), resource.RLIM_INFINITY))
+    outcomes = []
+    for _ in range(3):
+        try:
+            message = fc.encode(x, t, 1, threads=64, chunk_size=16)
+            assert message == expected
+            out = fc.decode(message, t, 1, shape=x.shape, threads=64)
+            assert np.array_equal(out, x)
+            outcomes.append("finished")
+        except (RuntimeError, MemoryError) as e:
+            outcomes.append(type(e).__name__)
+    print(",".join(outcomes))
+    """
+)
+
+
+def test_threads_that_cannot_start_do_not_abort(tmp_path):
+    # A thread that cannot be started (a process or memory limit) must not
+    # abort the interpreter ("terminate called without an active exception"):
+    # the work finishes on the threads that exist, or a Python exception.
+    result = subprocess.run([sys.executable, "-c", THREAD_LIMIT_SCRIPT], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-2000:]}"
+    outcomes = result.stdout.strip().splitlines()[-1].split(",")
+    assert len(outcomes) == 3 and set(outcomes) <= {"finished", "RuntimeError", "MemoryError"}, outcomes
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fc.encode(np.arange(4), TABLES, 0, threads=1.5),
+    lambda: fc.encode(np.arange(4), TABLES, 0, chunk_size=2**40),
+    lambda: fc.encode(np.arange(4), TABLES, 0, checksum=2**40),
+    lambda: fc.decode(b"\xc0\x00", TABLES, 0, shape=(2**62,)),
+    lambda: fc.element_cdf("gaussian", 0.0, 1.0, precision=2**40),
+    lambda: fc.element_cdf("gaussian", "0", 1.0),
+    lambda: fc.parametric_intervals(np.arange(3), "gaussian", 0.0, 1.0, precision=2**40),
+    lambda: fc.encode_parametric(np.arange(3), "gaussian", 0.0, 1.0, precision=2**40),
+    lambda: fc.decode_parametric(b"\xc0\x00", "gaussian", np.zeros(3), 1.0, threads=-5),
+])
+def test_bad_arguments_name_themselves(call):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert "incompatible function arguments" not in str(info.value)

@@ -252,3 +252,28 @@ def test_corrupt_truncated_and_random_bytes_never_crash(tmp_path):
     )
     accepted_with_checksum, _ = map(int, result.stdout.split())
     assert accepted_with_checksum == 0
+
+
+# Fixed bytes of format version 3 for per-element models: a change in the
+# models (the cutoff T, the half width h, the quantized C(k)) or in the
+# message layer changes them.  Header f8 / c8: 4-byte checksum or none,
+# escapes (the int32 extremes), one lane.
+PARAMETRIC_GOLDEN = {
+    ("gaussian", True): "f80bda371761046676a4c0f7f9ffff079900000000e0d407",
+    ("gaussian", False): "c80b1f07702ac0f7f9ffff07990000000081f213",
+    ("laplace", True): "f80a8106b161d876798a5fe3ffff1f5402000000b069",
+    ("laplace", False): "c80ab98724835fe3ffff1f5402000000b62402",
+    ("logistic", True): "f80a8ec8bf7f51b9cfa0dfe2ffff1f54020000005a8101",
+    ("logistic", False): "c80aaf378c3adfe2ffff1f54020000002bce07",
+}
+
+
+@pytest.mark.parametrize("family, checksum", list(PARAMETRIC_GOLDEN))
+def test_parametric_golden_messages(family, checksum):
+    x = np.array([[0, 3, -2, 1, 0], [40, 41, 2**31 - 1, 39, -(2**31)]])
+    mu, s = np.array([[0.2], [40.0]]), np.array([1.5, 0.5, 2.0, 7.0, 0.3])
+    golden = bytes.fromhex(PARAMETRIC_GOLDEN[family, checksum])
+    assert fc.encode_parametric(x, family, mu, s, checksum=checksum, precision=12) == golden
+    np.testing.assert_array_equal(fc.decode_parametric(golden, family, mu, s, precision=12, shape=x.shape), x)
+    intervals = fc.parametric_intervals(x, family, mu, s, precision=12)
+    assert fc.encode_parametric(x, family, mu, s, checksum=checksum, precision=12, intervals=intervals) == golden

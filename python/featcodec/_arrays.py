@@ -31,7 +31,7 @@ def as_int32(values: object, what: str) -> np.ndarray:
 
 def as_shape(shape: object) -> tuple[int, ...]:
     try:
-        dims = tuple(int(d) for d in shape)  # type: ignore[union-attr]
+        dims = tuple(int(d) for d in shape)  # type: ignore[attr-defined]
     except TypeError:
         raise TypeError(f"shape must be a sequence of integers, got {shape!r}") from None
     if any(d < 0 for d in dims):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -148,6 +148,26 @@ def _context(context: object, size: Optional[int]) -> bytes:
 def _check_data(data: object) -> None:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
+
+
+def message_layout(data: bytes, n_symbols: int) -> Tuple[int, int]:
+    """(header bytes, checksum bytes) of a message of ``n_symbols`` symbols
+    (docs/format.md): its header byte and chunk directory, and the size of
+    its checksum (held in lane 0's state, so not bytes of its own, but what
+    it costs)."""
+    if not data:
+        return 0, 0
+    head = data[0]
+    checksum, chunked = (0, 1, 2, 4)[head >> 4 & 3], bool(head >> 2 & 1)
+    header = 1
+    if chunked and len(data) > 1:
+        chunks = -(-n_symbols // (1 << min(data[1], 30)))
+        header += 1
+        for _ in range(chunks - 1):  # varint chunk lengths
+            while header < len(data) and data[header] & 0x80:
+                header += 1
+            header += 1
+    return min(header, len(data)), checksum
 
 
 def _check_tables(tables: object) -> None:

@@ -46,8 +46,8 @@ class FeatureCodec:
     :class:`~featcodec.entropy.Hyperprior` over C_r channels, with tables
     (``update_tables()``).
     q_step: the quantization step Q of the latent, stored as float32.
-    checksum: end each message with the 4-byte checksum of the values (see
-    featcodec.encode); off saves 4 bytes a message, and corrupt bytes may
+    checksum: give each message the 4-byte checksum of the values (see
+    featcodec.encode); off saves about 4 bytes a message, and corrupt bytes may
     then decode to wrong features instead of raising DecodeError.
     max_elements: the largest latent or feature plane (B*C_r*h*w, B*H*W) a
     header may ask for; larger ones are refused before anything is allocated.

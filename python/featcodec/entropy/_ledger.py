@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .._coding import information_content
+from .._coding import information_content, message_layout
 from .._tables import CdfTables
 
 _ESCAPE_LENGTH_BITS = 6  # docs/format.md, escape stream
@@ -102,24 +102,6 @@ def _escape_value_bits(values: np.ndarray, low: np.ndarray, high: np.ndarray) ->
     u = np.where(values >= high, 2 * (values - high), 2 * (low - 1 - values) + 1)
     nb = np.floor(np.log2((u + 1).astype(np.float64)))
     return _ESCAPE_LENGTH_BITS + nb
-
-
-def message_layout(data: bytes, n_symbols: int) -> tuple[int, int]:
-    """(header bytes, checksum bytes) of a featcodec message of ``n_symbols`` symbols."""
-    if not data:
-        return 0, 0
-    head = data[0]
-    checksum, chunked = bool(head >> 3 & 1), bool(head >> 2 & 1)
-    header = 1
-    if chunked:
-        chunk_bits = data[1]
-        chunks = -(-n_symbols // (1 << chunk_bits))
-        header += 1
-        for _ in range(chunks - 1):  # varint chunk lengths
-            while data[header] & 0x80:
-                header += 1
-            header += 1
-    return header, 4 if checksum else 0
 
 
 #: The causes of the gap between the neural estimate and the actual bits, in ledger order.
