@@ -99,7 +99,7 @@ def test_bad_units_and_messages():
     with pytest.raises(ValueError, match="finite"):
         RateBank(FEATURE_SHAPE).add(unit_codec(), bpp=0.1, metric=float("nan"))
     with pytest.raises(ValueError, match="channels"):
-        RateBank((8, 7, 7)).add(unit_codec(), bpp=0.1)
+        RateBank((8, 7, 7)).add(unit_codec().with_options(feature_shape=None), bpp=0.1)
 
 
 def test_single_bit_flips_of_bank_messages_are_decode_errors():

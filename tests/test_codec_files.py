@@ -87,23 +87,34 @@ def test_a_changed_byte_is_a_clear_error(tmp_path):
                 FeatureCodec.load(path)
 
 
-def _rewrite(path, edit):
-    """The file with its JSON edited and a digest made to match: what a forger would write."""
-    from featcodec.codec import _artifact_bytes, read_artifact
+def _rewrite(path, edit, fingerprint=True):
+    """The file with its JSON edited and its digest (and the codec's fingerprint) made to match: a forger's."""
+    from featcodec.codec import _artifact_bytes, _fingerprint, read_artifact
 
     document, tensors = read_artifact(path, "featcodec.codec")
     edit(document, tensors)
+    record = document["codec"]
+    if fingerprint:
+        described = {k: record[k] for k in ("architecture", "entropy_model", "q_step", "feature_shape", "split",
+                                            "network")}
+        record["fingerprint"] = _fingerprint(described, tensors).hex()
     path.write_bytes(_artifact_bytes("featcodec.codec", {k: v for k, v in document.items()
                                                           if k not in ("kind", "version")}, tensors))
 
 
 def test_a_file_with_a_matching_digest_is_still_checked(tmp_path):
     path = tmp_path / "unit.fcodec"
+    unit_codec().save(path)
+    _rewrite(path, lambda d, t: d["codec"].update(q_step=0.25), fingerprint=False)
+    with pytest.raises(ValueError, match="fingerprint"):
+        FeatureCodec.load(path)
     cases = {
-        "fingerprint": lambda d, t: d["codec"].update(q_step=0.25),
         "do not match": lambda d, t: t.pop("encoder.layers.0.conv.weight"),
+        "needs": lambda d, t: t.update({"decoder.layers.0.conv.weight": torch.zeros(3, 3)}),
         "stage": lambda d, t: d["codec"]["architecture"].update(stages=[[16, 16, 3, 2, 16], [16, 4, 1, 1, 0]]),
+        "groups": lambda d, t: d["codec"]["architecture"].update(stages=[[16, 16, 3, 2, 5]]),
         "cannot be rebuilt": lambda d, t: d["codec"]["entropy_model"].update({"class": "os.system"}),
+        "filters": lambda d, t: d["codec"]["entropy_model"]["config"].update(filters="3"),
     }
     for match, edit in cases.items():
         unit_codec().save(path)
@@ -119,13 +130,9 @@ def test_a_file_with_a_matching_digest_is_still_checked(tmp_path):
 def test_a_huge_architecture_is_refused_before_allocating(tmp_path):
     path = tmp_path / "unit.fcodec"
     unit_codec().save(path)
-
-    def huge(document, tensors):
-        document["codec"]["architecture"]["stages"] = [[65536, 65536, 65536, 1, 1]]
-        document["codec"]["fingerprint"] = "00" * 16
-
-    _rewrite(path, huge)
-    with pytest.raises(ValueError, match="fingerprint"):
+    # 65536 x 65536 x 3 x 3 weights would be 150 GiB: built on the meta device, refused by shape.
+    _rewrite(path, lambda d, t: d["codec"]["architecture"].update(stages=[[65536, 65536, 3, 1, 1]]))
+    with pytest.raises(ValueError, match="do not match|needs"):
         FeatureCodec.load(path)
 
 

@@ -100,7 +100,7 @@ class GaussianConditional(EntropyModel):
         """The constructor's arguments that a saved model needs besides its state_dict (the scale table is a buffer)."""
         return {"tail_mass": self.tail_mass, "likelihood_bound": self.likelihood_bound,
                 "straight_through": self.straight_through, "precision": self.precision,
-                "scales": len(self.scale_table)}
+                "scales": int(self.scale_table.numel())}
 
     @torch.no_grad()
     def table_indexes(self, scales: torch.Tensor, q_step: float = 1.0) -> np.ndarray:

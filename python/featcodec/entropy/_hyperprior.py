@@ -66,7 +66,7 @@ class Hyperprior(nn.Module):
     def config(self) -> dict:
         """The constructor's arguments that a saved model needs besides its state_dict."""
         return {"channels": self.channels, "hyper_channels": self.hyper_channels,
-                "scales": len(self.y_model.scale_table), "straight_through": self.straight_through,
+                "scales": int(self.y_model.scale_table.numel()), "straight_through": self.straight_through,
                 "precision": self.precision}
 
     @property
