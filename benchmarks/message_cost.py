@@ -34,7 +34,7 @@ from featcodec.split.units import make_unit
 
 FEATURES = (2048, 7, 7)
 PIXELS = 224 * 224
-Q_STEPS = (12.0, 8.0, 5.0, 3.5, 2.5, 1.6, 1.0, 0.6, 0.35)
+Q_STEPS = (0.4, 0.25, 0.15, 0.1, 0.06, 0.035, 0.02, 0.012)
 CHECKSUMS = (0, 2, 4)
 TARGET_BYTES = 3.0
 
@@ -43,13 +43,13 @@ def unit_and_features(images: int, seed: int) -> tuple[torch.nn.Module, torch.Te
     torch.manual_seed(seed)
     unit = make_unit("dws", FEATURES[0], 64, 2).eval()
     generator = torch.Generator().manual_seed(seed + 1)
-    train = torch.relu(torch.randn(4 * images, *FEATURES, generator=generator))
+    train = torch.relu(torch.randn(2 * images, *FEATURES, generator=generator))
     test = torch.relu(torch.randn(images, *FEATURES, generator=generator))
     return unit, train, test
 
 
-def measure(unit: torch.nn.Module, train: torch.Tensor, test: torch.Tensor, q_step: float) -> dict:
-    prior = fit_prior(unit, train, q_step, epochs=6, batch_size=64, progress=False)
+def measure(unit: torch.nn.Module, train: torch.Tensor, test: torch.Tensor, q_step: float, epochs: int) -> dict:
+    prior = fit_prior(unit, train, q_step, epochs=epochs, batch_size=64, progress=False)
     codec = FeatureCodec(unit.encoder, unit.decoder, prior, q_step)
     with torch.no_grad():
         symbols = torch.round(unit.encoder(test) / q_step).to(torch.int32).numpy()
@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="test images per rate (default 64)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prior-epochs", type=int, default=300, help="epochs of fit_prior (default 300)")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     unit, train, test = unit_and_features(args.images, args.seed)
-    rows = [measure(unit, train, test, q) for q in Q_STEPS]
+    rows = [measure(unit, train, test, q, args.prior_epochs) for q in Q_STEPS]
     print(f"per-image message at layer4.2 (dws, C_r 64, S 2: 1024 symbols), {args.images} images per rate")
     print(f"{'Q':>6} {'bpp':>8} {'bytes':>7} | fixed bytes (share): {'no checksum':>18} {'2-byte':>16} "
           f"{'4-byte':>16} | max, none")
