@@ -15,13 +15,19 @@ that two machines could round differently.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._coding import decode, encode
 from .._tables import CdfTables
+
+#: What ``checksum=`` accepts when coding: on (4 bytes), off, or a size in bytes.
+ChecksumOption = Union[bool, int]
+#: What ``checksum=`` accepts when decoding: None (what the message says), True (any), or a size.
+ChecksumRequirement = Optional[Union[bool, int]]
 
 _FINGERPRINT_BYTES = 16
 
@@ -48,6 +54,12 @@ class EntropyModel(nn.Module):
         self.register_buffer("_tables_blob", torch.zeros(0, dtype=torch.uint8))
         self.register_buffer("_tables_fingerprint", torch.zeros(_FINGERPRINT_BYTES, dtype=torch.uint8))
         self._cached_tables: Optional[CdfTables] = None
+
+    def __getstate__(self) -> dict:
+        # The parsed tables hold a native object that cannot be copied; the blob rebuilds them.
+        state = self.__dict__.copy()
+        state["_cached_tables"] = None
+        return state
 
     # --- what subclasses provide ---------------------------------------------------
 
@@ -148,3 +160,51 @@ def estimate_bits(likelihoods: "torch.Tensor | dict[str, torch.Tensor]") -> torc
     if isinstance(likelihoods, dict):
         return torch.stack([estimate_bits(value) for value in likelihoods.values()]).sum()
     return -torch.log2(likelihoods).sum()
+
+
+_CHECKSUM_SIZES = (0, 1, 2, 4)
+
+
+def checksum_size(checksum: ChecksumOption) -> int:
+    """Bytes of checksum a ``checksum=`` option asks for: True is 4, False is 0, else 0, 1, 2 or 4."""
+    if checksum is True or checksum is False:
+        return 4 if checksum else 0
+    if isinstance(checksum, (int, np.integer)) and int(checksum) in _CHECKSUM_SIZES:
+        return int(checksum)
+    raise ValueError(f"checksum must be True, False or a size in bytes (1, 2 or 4), got {checksum!r}")
+
+
+def check_context(context: bytes) -> bytes:
+    if not isinstance(context, (bytes, bytearray, memoryview)):
+        raise TypeError(f"context must be bytes, got {type(context).__name__}")
+    return bytes(context)
+
+
+def encode_symbols(symbols: np.ndarray, tables: CdfTables, indexes: np.ndarray, *, checksum: ChecksumOption,
+                   context: bytes, threads: Optional[int]) -> bytes:
+    """featcodec.encode with a checksum of ``checksum`` bytes over the values and ``context``.
+
+    Without a checksum nothing can authenticate the context, so it is dropped.
+    """
+    size = checksum_size(checksum)
+    context = check_context(context)
+    return encode(symbols, tables, indexes, checksum=size, context=context if size else b"", threads=threads)
+
+
+def decode_symbols(data: bytes, tables: CdfTables, indexes: np.ndarray, *, shape: Sequence[int],
+                   checksum: ChecksumRequirement, context: bytes, threads: Optional[int]) -> np.ndarray:
+    """featcodec.decode, requiring at least the checksum the caller asks for, with the sender's context.
+
+    checksum None (or False, 0): accept what the message says, verifying
+    the context when it carries a checksum (an encoder without one drops
+    the context); True or a size: require one, verified with the context.
+    """
+    from ._ledger import declared_checksum_bytes
+
+    context = check_context(context)
+    if checksum is None or checksum is False or (checksum is not True and checksum_size(checksum) == 0):
+        if not declared_checksum_bytes(bytes(data[:1])):
+            context = b""
+        return decode(data, tables, indexes, shape=shape, context=context, threads=threads)
+    required = True if checksum is True else checksum_size(checksum)
+    return decode(data, tables, indexes, shape=shape, checksum=required, context=context, threads=threads)
