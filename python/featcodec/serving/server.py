@@ -9,7 +9,7 @@ thread.  Each message gets exactly one reply with its id: the answer, or an
 error for that message alone; the stream and the server go on.
 
 What a request may cost is bounded: a message over ``max_message_bytes`` is
-refused before it is decoded (gRPC drops frames far beyond it), a stream has
+refused before it is decoded (a frame over twice that ends its stream), a stream has
 at most ``max_in_flight`` messages being answered (beyond that the server
 stops reading it and HTTP/2 flow control holds the client back), a message
 may hold at most ``max_batch`` images, and at most ``max_streams`` streams
@@ -38,8 +38,15 @@ from .tail import Tail, TailOutput
 
 log = logging.getLogger("featcodec.serving")
 
-# Room for the request's own framing (id, field tags) beyond the bank message.
+# gRPC reads frames up to twice max_message_bytes (plus the request's own
+# framing), so a message somewhat over the limit gets a TOO_LARGE reply and
+# the stream goes on; a frame beyond that ends the stream (RESOURCE_EXHAUSTED).
 _FRAMING_SLACK = 64
+
+
+def frame_limit(max_message_bytes: int) -> int:
+    """The largest gRPC frame the server reads for a given max_message_bytes."""
+    return 2 * max_message_bytes + _FRAMING_SLACK
 
 
 class Bank(Protocol):
@@ -101,6 +108,7 @@ class _Batcher:
         self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="featcodec-tail")
         self.batches = 0
         self.images = 0
+        self.largest = 0
 
     async def answer(self, features: torch.Tensor) -> TailOutput:
         pending = _Pending(features, asyncio.get_running_loop().create_future())
@@ -147,6 +155,7 @@ class _Batcher:
                     p.answer.set_exception(_Refused(ErrorCode.INTERNAL, f"the tail failed: {error}"))
             return
         self.batches += 1
+        self.largest = max(self.largest, sum(p.features.shape[0] for p in batch))
         start = 0
         for p in batch:
             stop = start + p.features.shape[0]
@@ -191,10 +200,10 @@ class SplitServer:
         """Listens on ``address`` (host:port; port 0 picks a free one) and returns the port."""
         if self._server is not None:
             raise RuntimeError("the server is already started")
-        frame_limit = self.limits.max_message_bytes + _FRAMING_SLACK
         self._server = grpc.aio.server(
             maximum_concurrent_rpcs=self.limits.max_streams,
-            options=[("grpc.max_receive_message_length", frame_limit), ("grpc.so_reuseport", 0)])
+            options=[("grpc.max_receive_message_length", frame_limit(self.limits.max_message_bytes)),
+                     ("grpc.so_reuseport", 0)])
         handler = grpc.method_handlers_generic_handler(SERVICE, {
             "Infer": grpc.stream_stream_rpc_method_handler(
                 self._infer, request_deserializer=None, response_serializer=pb.InferReply.SerializeToString),
@@ -203,9 +212,11 @@ class SplitServer:
                 response_serializer=pb.ServerInfo.SerializeToString),
         })
         self._server.add_generic_rpc_handlers((handler,))
-        port = self._server.add_insecure_port(address)
-        if port == 0:
-            raise OSError(f"cannot listen on {address}")
+        try:
+            port = self._server.add_insecure_port(_checked_address(address))
+        except RuntimeError as error:
+            self._server = None
+            raise OSError(f"cannot listen on {address}: {error}") from None
         self._decoder = concurrent.futures.ThreadPoolExecutor(self.limits.decode_workers,
                                                               thread_name_prefix="featcodec-decode")
         self._batcher = _Batcher(self.tail, self.limits)
@@ -239,6 +250,10 @@ class SplitServer:
     @property
     def batched_images(self) -> int:
         return self._batcher.images if self._batcher else 0
+
+    @property
+    def largest_batch(self) -> int:
+        return self._batcher.largest if self._batcher else 0
 
     # --- the service -------------------------------------------------------------
 
@@ -340,6 +355,13 @@ class SplitServer:
             raise _Refused(ErrorCode.TOO_LARGE, f"message of {features.shape[0]} images; this server takes at most "
                                                 f"{self.limits.max_batch} a message")
         return features.float().contiguous(), int(unit)
+
+
+def _checked_address(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"address must be host:port with a port in [0, 65535], got {address!r}")
+    return address
 
 
 class BackgroundServer:
