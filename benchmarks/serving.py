@@ -81,13 +81,8 @@ def load_or_make_bank(args: argparse.Namespace, features: Any) -> Any:
     """The bank from --bank, or random dws units with priors fitted to their codes on these features."""
     import torch
 
-    try:
-        from featcodec.bank import RateBank
-    except ImportError:  # FIXME until the bank lands
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "serving"))
-        from bank_double import BankDouble as RateBank
-    from featcodec.codec import FeatureCodec
-    from featcodec.entropy import FactorizedPrior
+    from featcodec.bank import RateBank
+    from featcodec.codec import FeatureCodec, fit_prior
     from featcodec.split import make_unit
 
     if args.bank:
@@ -96,30 +91,11 @@ def load_or_make_bank(args: argparse.Namespace, features: Any) -> Any:
     for index, channels in enumerate(args.units):
         torch.manual_seed(args.seed + 100 + index)
         unit = make_unit("dws", features.shape[1], channels, 2).eval()
-        prior = FactorizedPrior(channels).eval()
-        fit_prior_to(prior, unit, features, args.q_step)
+        prior = fit_prior(unit, features, args.q_step, epochs=20, batch_size=8, progress=False)
         codec = FeatureCodec(unit.encoder, unit.decoder, prior, q_step=args.q_step)
         bits = 8 * np.mean([len(codec.encode(features[i:i + 1])) for i in range(min(8, len(features)))])
         bank.add(codec, bpp=float(bits / args.image_size ** 2), metric=0.0)
     return bank
-
-
-def fit_prior_to(prior: Any, unit: Any, features: Any, q_step: float, steps: int = 200) -> None:
-    """A few Adam steps of the prior's likelihood on the unit's quantized code, then its tables."""
-    import torch
-
-    with torch.no_grad():
-        y = unit.encoder(features)
-    prior.train()
-    optimizer = torch.optim.Adam(prior.parameters(), lr=1e-2)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        _, likelihoods = prior(y, q_step=q_step)
-        loss = -torch.log2(likelihoods).sum() / y.numel() + prior.aux_loss()
-        loss.backward()
-        optimizer.step()
-    prior.eval()
-    prior.update_tables()
 
 
 def malformed(kind: str, good: bytes, rng: np.random.Generator, max_bytes: int) -> bytes:

@@ -10,11 +10,10 @@ pytest.importorskip("grpc")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from featcodec.bank import RateBank  # noqa: E402
 from featcodec.codec import FeatureCodec  # noqa: E402
 from featcodec.entropy import FactorizedPrior  # noqa: E402
 from featcodec.split import feature_of, make_unit, split  # noqa: E402
-
-from bank_double import BankDouble  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -48,17 +47,17 @@ class TinySegmenter(nn.Module):
         return {"out": F.interpolate(self.classifier(self.body(x)), size=size, mode="bilinear", align_corners=False)}
 
 
-def make_bank(head, images, unit_channels=(2, 4)):
-    """A bank of random dws units (one per C_r) for the head's feature at these images' size."""
+def make_bank(head, images, unit_channels=(2, 4), split_name="body"):
+    """A RateBank of random dws units (one per C_r, untrained priors) for the head's feature."""
     with torch.no_grad():
         feature = feature_of(head(images))
-    bank = BankDouble(tuple(feature.shape[1:]))
+    bank = RateBank(feature_shape=tuple(feature.shape[1:]), split=split_name, network="tiny")
     for index, channels in enumerate(unit_channels):
         torch.manual_seed(10 + index)
         unit = make_unit("dws", feature.shape[1], channels, 2).eval()
         prior = FactorizedPrior(channels).eval()
         prior.update_tables()
-        bank.add(FeatureCodec(unit.encoder, unit.decoder, prior, q_step=0.25), bpp=0.01 * (index + 1), metric=0.0)
+        bank.add(FeatureCodec(unit.encoder, unit.decoder, prior, q_step=0.25), bpp=0.01 * (index + 1))
     return bank
 
 

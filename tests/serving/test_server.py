@@ -16,6 +16,7 @@ import torch
 from featcodec.serving import (BackgroundServer, Client, ErrorCode, Limits, SplitServer, StreamClosed, Tail)
 from featcodec.serving import inference_pb2 as pb
 from featcodec.serving._protocol import INFER
+from featcodec.serving.server import bank_fingerprint
 from featcodec.split import split
 
 from conftest import TinySegmenter, make_bank
@@ -80,6 +81,17 @@ def test_describe(client, bank):
     assert (info.network, info.split, info.task, info.top_k) == ("tiny", "body", "classification", 3)
     assert tuple(info.feature_shape) == bank.feature_shape
     assert (info.units, info.max_batch, info.max_in_flight, info.max_message_bytes) == (2, 8, 16, 4096)
+    assert info.bank_fingerprint == bank_fingerprint(bank) and len(info.bank_fingerprint) == 32
+    assert client.check_server() == info
+
+
+def test_a_client_with_another_bank_is_told(running, classifier, images):
+    other = make_bank(classifier[1], images, unit_channels=(3,))
+    with Client(running.address, other, classifier[1], unit=0, timeout=TIMEOUT) as client:
+        with pytest.raises(ValueError, match="another bank"):
+            client.check_server()
+        (answer,) = client.send(client.encode(images[:1]))  # and the server refuses its messages
+        assert answer.error is not None and answer.error.code == ErrorCode.MALFORMED
 
 
 def test_bad_messages_get_an_error_each_and_the_stream_goes_on(client, bank, tail, images):
@@ -88,7 +100,8 @@ def test_bad_messages_get_an_error_each_and_the_stream_goes_on(client, bank, tai
     bad = {
         "empty": b"",
         "garbage": rng.integers(0, 256, 40, dtype=np.uint8).tobytes(),
-        "unknown unit": bytes([9]) + good[0][1:],
+        "unknown unit": bytes([31 << 3]) + good[0][1:],  # the header byte's unit id field (bits 7-3)
+        "other unit": bytes([good[1][0] ^ 1 << 3]) + good[1][1:],  # unit 0's payload under unit 1's name
         "truncated": good[0][: len(good[0]) // 2],
         "one byte": good[0][:1],
         "too large": good[0] + bytes(5000),
@@ -119,6 +132,7 @@ def test_too_many_images_in_one_message(client, bank, classifier):
         features = classifier[1](torch.randn(9, 3, 32, 32))
     (answer,) = client.send([bank.encode(features, unit=0)])
     assert answer.error is not None and answer.error.code == ErrorCode.TOO_LARGE
+    assert "max_elements" in answer.error.detail  # refused from its header, before decoding
 
 
 def test_frames_that_are_not_requests(running, client, images):
@@ -156,16 +170,12 @@ def test_a_cancelled_stream_leaves_the_server_serving(client, running, bank, tai
 def test_a_client_killed_mid_stream_leaves_the_server_serving(client, running, bank, tail, images):
     """A client process that dies with messages in flight (no clean end of stream) does not hurt the server."""
     messages = client.encode(images)
+    request = pb.InferRequest(id=1, message=messages[0]).SerializeToString()
     script = textwrap.dedent(f"""
-        import os, sys, grpc
-        from featcodec.serving import inference_pb2 as pb
+        import os, grpc
         channel = grpc.insecure_channel({running.address!r})
-        infer = channel.stream_stream({INFER!r}, request_serializer=pb.InferRequest.SerializeToString,
-                                      response_deserializer=pb.InferReply.FromString)
-        def requests():
-            for i in range(10000):
-                yield pb.InferRequest(id=i, message={messages[0]!r})
-        for i, reply in enumerate(infer(requests(), timeout=60)):
+        infer = channel.stream_stream({INFER!r}, request_serializer=None, response_deserializer=None)
+        for i, reply in enumerate(infer(iter([{request!r}] * 10000), timeout=60)):
             if i == 20:
                 print("killing", flush=True)
                 os._exit(0)

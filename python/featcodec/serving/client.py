@@ -144,6 +144,20 @@ class Client:
                                         response_deserializer=pb.ServerInfo.FromString)
         return call(pb.DescribeRequest(), timeout=self.timeout)
 
+    def check_server(self) -> pb.ServerInfo:
+        """Describe, and ValueError unless the server holds this client's bank (feature shape, units)."""
+        from .server import bank_fingerprint
+
+        info = self.describe()
+        if self.bank is None:
+            return info
+        if tuple(info.feature_shape) != tuple(self.bank.feature_shape):
+            raise ValueError(f"the server takes features {tuple(info.feature_shape)}, this client's bank codes "
+                             f"{tuple(self.bank.feature_shape)}")
+        if info.bank_fingerprint and info.bank_fingerprint != bank_fingerprint(self.bank):
+            raise ValueError("the server holds another bank (its fingerprint differs from this client's)")
+        return info
+
     def stream(self, deadline: Optional[float] = None) -> Stream:
         """A new stream (close it, or use it in a with block)."""
         return Stream(self.channel, window=self.window, deadline=deadline, timeout=self.timeout)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 import os
 import threading
@@ -32,6 +33,7 @@ import torch
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from .._coding import DecodeError
+from ..bank import RateBank
 from . import inference_pb2 as pb
 from ._protocol import DESCRIBE, INFER, SERVICE, ErrorCode, classification_reply, error_reply, segmentation_reply
 from .tail import Tail, TailOutput
@@ -181,7 +183,9 @@ class SplitServer:
                  fingerprint: str = "") -> None:
         if tuple(bank.feature_shape) != tail.feature_shape:
             raise ValueError(f"the bank codes features {tuple(bank.feature_shape)}, the tail takes {tail.feature_shape}")
-        self.bank, self.tail, self.limits = bank, tail, limits
+        self.bank, self.tail, self.limits = _bounded(bank, limits.max_batch), tail, limits
+        if not fingerprint and isinstance(bank, RateBank):
+            fingerprint = bank_fingerprint(bank)
         self.info = pb.ServerInfo(
             network=network, split=split, feature_shape=list(tail.feature_shape),
             image_size=list(tail.image_size or ()), task=tail.task, units=len(getattr(bank, "units", ())),
@@ -337,7 +341,9 @@ class SplitServer:
         try:
             features, unit = await loop.run_in_executor(self._decoder, self._decode_now, message)
         except (DecodeError, ValueError, TypeError) as error:
-            raise _Refused(ErrorCode.MALFORMED, f"{type(error).__name__}: {error}") from None
+            # The bank's header check names max_elements when a message asks for more images than allowed.
+            code = ErrorCode.TOO_LARGE if "max_elements" in str(error) else ErrorCode.MALFORMED
+            raise _Refused(code, f"{type(error).__name__}: {error}") from None
         except _Refused:
             raise
         except Exception as error:
@@ -355,6 +361,32 @@ class SplitServer:
             raise _Refused(ErrorCode.TOO_LARGE, f"message of {features.shape[0]} images; this server takes at most "
                                                 f"{self.limits.max_batch} a message")
         return features.float().contiguous(), int(unit)
+
+
+def bank_fingerprint(bank: RateBank) -> str:
+    """Hex digest naming a bank's units and feature shape (what Describe reports, for a client to compare)."""
+    digest = hashlib.sha256(repr(tuple(bank.feature_shape)).encode())
+    for unit in bank.units:
+        digest.update(bytes.fromhex(unit.fingerprint))
+    return digest.hexdigest()[:32]
+
+
+def _bounded(bank: Bank, max_images: int) -> Bank:
+    """The bank with its header check refusing messages of more than max_images images before decoding.
+
+    A RateBank's codecs refuse a header asking for more than max_elements
+    feature values before allocating anything; the limit is a deployment
+    option, not part of a unit's fingerprint, so messages decode as before.
+    Other banks are checked after decoding only.
+    """
+    if not isinstance(bank, RateBank):
+        return bank
+    c, h, w = bank.feature_shape
+    bounded = RateBank(bank.feature_shape, bank.split, bank.network, checksum=bank.checksum,
+                       max_elements=max_images * c * h * w)
+    for unit in bank.units:
+        bounded.add(bank.codec(unit.id), bpp=unit.bpp, metric=unit.metric)
+    return bounded
 
 
 def _checked_address(address: str) -> str:
@@ -430,4 +462,4 @@ def serve_forever(server: SplitServer, address: str, *, stop_after: Optional[flo
         pass
 
 
-__all__ = ["Bank", "BackgroundServer", "Limits", "SplitServer", "serve_forever"]
+__all__ = ["Bank", "BackgroundServer", "Limits", "SplitServer", "bank_fingerprint", "serve_forever"]
