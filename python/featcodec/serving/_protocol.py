@@ -24,6 +24,8 @@ SEGMENTATION = "segmentation"
 
 ErrorCode = pb.Error.Code
 
+_LABEL_TYPES: "dict[int, np.dtype]" = {1: np.dtype("u1"), 2: np.dtype("<u2")}
+
 
 class ServingError(Exception):
     """A reply that carries an error instead of an answer (the stream goes on)."""
@@ -65,7 +67,7 @@ class Answer:
 
 
 def error_reply(request_id: int, code: int, detail: str) -> pb.InferReply:
-    return pb.InferReply(id=request_id, error=pb.Error(code=code, detail=detail[:1000]))
+    return pb.InferReply(id=request_id, error=pb.Error(code=pb.Error.Code.Name(code), detail=detail[:1000]))
 
 
 def classification_reply(request_id: int, unit: int, classes: np.ndarray, probabilities: np.ndarray) -> pb.InferReply:
@@ -95,7 +97,7 @@ def answer_of(reply: pb.InferReply) -> Answer:
         return Answer(reply.id, unit=reply.unit, classes=classes, probabilities=probabilities)
     if kind == "segmentation":
         s = reply.segmentation
-        dtype = {1: np.dtype("u1"), 2: np.dtype("<u2")}.get(s.label_bytes)
+        dtype = _LABEL_TYPES.get(s.label_bytes)
         if dtype is None or len(s.labels) != s.batch * s.height * s.width * dtype.itemsize:
             return Answer(reply.id, error=ServingError(ErrorCode.UNKNOWN, "inconsistent segmentation reply"))
         labels = np.frombuffer(s.labels, dtype=dtype).reshape(s.batch, s.height, s.width)
