@@ -402,8 +402,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mean_batch = batched / max(batches, 1)
     throughput = figures["valid_answered"] / elapsed
     batch, count = max(1, round(mean_batch)), max(200, figures["valid_answered"] // 2)
-    sequential = in_process(bank, tail, messages, batch, count, 1)
-    pooled = in_process(bank, tail, messages, batch, count, args.decode_workers)
+    # The best of two rounds each: on a shared machine the strictest baseline is the least disturbed one.
+    sequential = max(in_process(bank, tail, messages, batch, count, 1) for _ in range(2))
+    pooled = max(in_process(bank, tail, messages, batch, count, args.decode_workers) for _ in range(2))
     baseline = max(sequential, pooled)
     request_sizes = [len(m) for m in messages]
     figures.update({

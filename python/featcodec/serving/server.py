@@ -265,30 +265,29 @@ class SplitServer:
         return self.info
 
     async def _infer(self, requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[pb.InferReply]:
+        # A message holds its slot until its reply is handed to gRPC, which waits for the client's
+        # flow control: a client that stops reading replies stops being read, its replies do not pile up.
+        slots = asyncio.Semaphore(self.limits.max_in_flight)
         replies: "asyncio.Queue[Optional[pb.InferReply]]" = asyncio.Queue()
-        reader = asyncio.get_running_loop().create_task(self._read(requests, replies))
+        reader = asyncio.get_running_loop().create_task(self._read(requests, replies, slots))
         try:
             while True:
                 reply = await replies.get()
                 if reply is None:
                     break
                 yield reply
+                slots.release()
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-        if not reader.cancelled() and reader.exception() is not None:
-            log.debug("stream ended: %r", reader.exception())
 
-    async def _read(self, requests: AsyncIterator[bytes], replies: "asyncio.Queue[Optional[pb.InferReply]]") -> None:
-        """Reads the stream, at most max_in_flight messages answered at once; None marks the end."""
-        slots = asyncio.Semaphore(self.limits.max_in_flight)
+    async def _read(self, requests: AsyncIterator[bytes], replies: "asyncio.Queue[Optional[pb.InferReply]]",
+                    slots: asyncio.Semaphore) -> None:
+        """Reads the stream, a slot per message until its reply is sent; None marks the end."""
         answering: "set[asyncio.Task[None]]" = set()
 
         async def answer(raw: bytes) -> None:
-            try:
-                replies.put_nowait(await self._reply_to(raw))
-            finally:
-                slots.release()
+            replies.put_nowait(await self._reply_to(raw))
 
         loop = asyncio.get_running_loop()
         try:
