@@ -118,11 +118,12 @@ class Client:
     head: the network's head from ``featcodec.split.split`` (needed by
     :meth:`infer`, not by :meth:`send`); unit / target_bpp: how the bank
     picks a unit for each image (one of them); window: messages in flight
-    per stream; timeout: seconds any wait may take.
+    per stream; timeout: seconds any wait may take::
 
-    >>> # with Client("127.0.0.1:50051", bank, head, target_bpp=0.01) as client:
-    >>> #     answers = client.infer(images)          # one Answer per image
-    >>> #     answers[0].classes, answers[0].probabilities
+        with Client("127.0.0.1:50051", bank, head, target_bpp=0.01) as client:
+            client.check_server()                    # the server holds the same bank
+            answers = client.infer(images)           # one Answer per image
+            answers[0].classes, answers[0].probabilities
     """
 
     def __init__(self, target: str, bank: Any = None, head: Any = None, *, unit: Optional[int] = None,
