@@ -9,6 +9,7 @@ USAGE = """usage: featcodec <command> [options]
 
 commands:
   demo    train bottleneck units on scikit-learn's digits, code the test set, plot accuracy vs bpp
+  serve   serve split inference over gRPC: decode rate-bank messages, run the network's tail
 """
 
 
@@ -22,6 +23,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .split.demo import main as demo_main  # torch is imported here, only for the demo
 
         return demo_main(rest)
+    if command == "serve":
+        from .serving.cli import main as serve_main  # grpc and torch are imported here, only for serving
+
+        return serve_main(rest)
     print(f"featcodec: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -324,7 +324,9 @@ class FeatureCodec:
         Recomputed when a tensor changes in place.
         """
         tensors = self._tensors()
-        key = tuple((name, id(t), t._version) for name, t in sorted(tensors.items()))
+        # _tensors() detaches, so the objects are new on every call; their storage and version
+        # counter are the module's own, so those say whether anything changed.
+        key = tuple((name, t.data_ptr(), t._version) for name, t in sorted(tensors.items()))
         cached = self._fingerprint_cache
         if cached is None or cached[0] != key:
             description = self._description()
