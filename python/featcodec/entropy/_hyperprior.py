@@ -1,4 +1,4 @@
-"""Hyperprior: the seeds' neural rate estimator, and a coder with side information."""
+"""Hyperprior: the neural rate estimator of Ahuja et al., CVPR 2023, and a coder with side information."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ a tuple otherwise; ``tail`` takes exactly what ``head`` returns, so
 ``tail(head(x))`` equals ``model(x)``.  Head and tail share their modules and
 parameters with ``model``; nothing is copied.
 
-What crosses at the split points of the seeds' networks:
+What crosses at the split points of the papers' networks (Ahuja et al., CVPR 2023):
 
 * torchvision ResNet-50 at ``layer4.2``, ``layer4.1``, ``layer4.0``,
   ``layer3.4`` (and any whole residual block or stage): the block's output
@@ -95,7 +95,7 @@ def split(model: nn.Module, name: str, *, single_tensor: bool = False) -> Tuple[
 
     ``single_tensor=True`` raises ValueError unless the named module's output
     is the only tensor that crosses (sizes may still cross).
-    See the module docstring for what crosses at the seeds' split points.
+    See the module docstring for what crosses at the papers' split points.
     """
     modules = dict(model.named_modules())
     if name not in modules or name == "":
