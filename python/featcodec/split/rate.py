@@ -41,7 +41,7 @@ class RateTerm(nn.Module):
 class L1Rate(RateTerm):
     """The L1-norm proxy: ``rate = sum |y| / Q``; ``y_hat`` quantized with step Q.
 
-    ``train_mode`` is the quantizer's mode in training: ``"ste"`` (the seeds'
+    ``train_mode`` is the quantizer's mode in training: ``"ste"`` (Ahuja et al.'s (CVPR 2023)
     straight-through estimator, default) or ``"noise"``; eval rounds.
     """
 
@@ -85,7 +85,7 @@ class NeuralRate(RateTerm):
 
 
 def hyperprior_rate(channels: int, hyper_channels: int = 8) -> NeuralRate:
-    """The seeds' neural rate estimator for a code of ``channels`` channels."""
+    """Ahuja et al.'s (CVPR 2023) neural rate estimator for a code of ``channels`` channels."""
     from ..entropy import Hyperprior
 
     return NeuralRate(Hyperprior(channels, hyper_channels=hyper_channels))

@@ -1,7 +1,7 @@
 """Random search over (C_r, S, lambda, Q) and the Pareto frontier of (metric, bpp).
 
-The ranges of :data:`CLASSIFICATION` and :data:`SEGMENTATION` are the seeds'
-(DESIGN.md).  Their lambda exponents assume the seeds' loss scaling; with
+The ranges of :data:`CLASSIFICATION` and :data:`SEGMENTATION` are Ahuja et al.'s (CVPR 2023)
+(DESIGN.md).  Their lambda exponents assume Ahuja et al.'s (CVPR 2023) loss scaling; with
 ``L_rate`` in bits per pixel (:mod:`featcodec.split.train`) the useful range
 is different, so pass ``log10_lambda`` for your own setup.
 """
@@ -42,9 +42,9 @@ class SearchSpace:
 
 
 CLASSIFICATION = SearchSpace(channels=(32, 64, 96, 128), q_step=(0.5, 10.0), log10_lambda=(-9.0, -6.0))
-"""The seeds' classification space (supervised lambda range; unsupervised: (-11, -7))."""
+"""Ahuja et al.'s (CVPR 2023) classification space (supervised lambda range; unsupervised: (-11, -7))."""
 SEGMENTATION = SearchSpace(channels=(2, 4, 8, 16, 32, 48, 64), q_step=(0.5, 6.0), log10_lambda=(-4.0, -1.0))
-"""The seeds' segmentation space (supervised lambda range; unsupervised: (-16, -6))."""
+"""Ahuja et al.'s (CVPR 2023) segmentation space (supervised lambda range; unsupervised: (-16, -6))."""
 
 
 @dataclass

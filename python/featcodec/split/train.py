@@ -37,7 +37,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of one training run (defaults: the seeds' classification setup)."""
+    """Hyper-parameters of one training run (defaults: Ahuja et al.'s (CVPR 2023) classification setup)."""
 
     objective: str = "supervised"      # "supervised" (labels) or "unsupervised" (distillation)
     distill_loss: str = "mse"          # "mse" or "mae", for the unsupervised objective
@@ -63,12 +63,12 @@ class TrainConfig:
 
     @classmethod
     def classification(cls, **overrides: Any) -> "TrainConfig":
-        """The seeds' classification defaults: SGD lr 0.5, lr x 0.1 every 15 epochs."""
+        """Ahuja et al.'s (CVPR 2023) classification defaults: SGD lr 0.5, lr x 0.1 every 15 epochs."""
         return cls(**{**dict(optimizer="sgd", lr=0.5, step_size=15, gamma=0.1), **overrides})
 
     @classmethod
     def segmentation(cls, **overrides: Any) -> "TrainConfig":
-        """The seeds' segmentation defaults: Adam lr 1e-3, constant."""
+        """Ahuja et al.'s (CVPR 2023) segmentation defaults: Adam lr 1e-3, constant."""
         return cls(**{**dict(optimizer="adam", lr=1e-3, step_size=None), **overrides})
 
 

@@ -9,7 +9,7 @@ nothing about the input has to be remembered by the encoder.
 
 Kinds (see :data:`UNIT_KINDS`):
 
-``"dws"`` (the seeds' default)
+``"dws"`` (Ahuja et al.'s (CVPR 2023) default)
     depthwise 3x3 stride S (groups = C), then pointwise 1x1 C -> C_r.
 ``"conv"``
     one 3x3 convolution C -> C_r with stride S.
@@ -20,7 +20,7 @@ Kinds (see :data:`UNIT_KINDS`):
     pointwise 1x1 on C_r channels.
 
 Batch norm and ReLU follow every convolution, in the encoder and in the
-decoder (the seeds' design; every split point of interest is post-ReLU).
+decoder (Ahuja et al.'s (CVPR 2023) design; every split point of interest is post-ReLU).
 """
 
 from __future__ import annotations
