@@ -1,7 +1,7 @@
 """Random search over (C_r, S, lambda, Q) and the Pareto frontier of (metric, bpp).
 
-The ranges of :data:`CLASSIFICATION` and :data:`SEGMENTATION` are Ahuja et al.'s (CVPR 2023)
-  Their lambda exponents assume Ahuja et al.'s (CVPR 2023) loss scaling; with
+The ranges of :data:`CLASSIFICATION` and :data:`SEGMENTATION` are Ahuja et al.'s (CVPR 2023).
+Their lambda exponents assume Ahuja et al.'s (CVPR 2023) loss scaling; with
 ``L_rate`` in bits per pixel (:mod:`featcodec.split.train`) the useful range
 is different, so pass ``log10_lambda`` for your own setup.
 """
