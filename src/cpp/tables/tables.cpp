@@ -155,34 +155,41 @@ const SimdTables& Tables::simd_tables() const {
 }
 
 std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int64_t stride,
-                                         const std::vector<uint32_t>& lengths,
-                                         const std::vector<int32_t>& offsets, int precision) {
+                                         const std::vector<uint32_t>& lengths, std::vector<int32_t> offsets,
+                                         int precision, bool optimal_support) {
   if (precision < 1 || precision > kMaxPrecision)
     throw std::invalid_argument("precision must be in [1, 16], got " + std::to_string(precision));
+  std::vector<uint32_t> kept(n_rows);
   std::vector<uint32_t> freqs;
-  std::vector<double> row;
   QuantizeBuffers buffers;
+  const uint64_t* lg = fixed_log2_table().data();
   for (int64_t i = 0; i < n_rows; ++i) {
     const uint32_t len = lengths[i];
     if (len < 1 || len > stride)
       throw std::invalid_argument(row_name(i) + ": length " + std::to_string(len) + " must be in [1, " +
                                   std::to_string(stride) + "]");
-    if ((uint64_t{len} + 1) > (uint64_t{1} << precision))
+    if (int64_t{offsets[i]} + len - 1 > INT32_MAX)
+      throw std::invalid_argument(row_name(i) + ": support offset + length - 1 exceeds int32");
+    if (!optimal_support && (uint64_t{len} + 1) > (uint64_t{1} << precision))
       throw std::invalid_argument(row_name(i) + ": " + std::to_string(len) +
                                   " symbols plus the escape do not fit precision " + std::to_string(precision));
-    row.resize(len + 1);
-    int64_t bad = 0;
-    switch (pmf_row_with_escape(pmf + i * stride, len, row.data(), &bad)) {  // shared with the CUDA kernel
+    const size_t at = freqs.size();
+    freqs.resize(at + len + 1);
+    int64_t first = 0, count = 0, bad = 0;
+    // The same routine as the CUDA kernel (table_math.h).
+    switch (pmf_row_tables(pmf + i * stride, len, precision, optimal_support, buffers.scratch(len + 1), lg,
+                           &freqs[at], &first, &count, &bad)) {
+      case kQuantizeOk: break;
       case kRowNotFinite: throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
       case kRowNegative: throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
       case kQuantizeAllZero: throw std::invalid_argument(row_name(i) + ": pmf is all zero");
-      default: break;
+      default: throw std::invalid_argument(row_name(i) + ": quantization failed");
     }
-    const size_t at = freqs.size();
-    freqs.resize(at + len + 1);
-    buffers.quantize(row.data(), len + 1, precision, &freqs[at]);
+    freqs.resize(at + count + 1);
+    offsets[i] = static_cast<int32_t>(int64_t{offsets[i]} + first);
+    kept[i] = static_cast<uint32_t>(count);
   }
-  return std::make_shared<Tables>(precision, offsets, lengths, freqs);
+  return std::make_shared<Tables>(precision, std::move(offsets), std::move(kept), freqs);
 }
 
 std::shared_ptr<Tables> Tables::parametric(Family family, const double* scales, int64_t n, int precision,
