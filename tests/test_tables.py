@@ -153,6 +153,12 @@ def test_lowest_precisions(precision):
         assert t.freqs(0).tolist() == [3, 1]
 
 
+def test_no_rows():
+    t = fc.CdfTables.from_pmf(np.zeros((0, 0)), np.zeros(0, np.int32))
+    assert len(t) == 0 and fc.CdfTables.from_bytes(t.to_bytes()) == t
+    assert len(fc.CdfTables.from_pmf(np.zeros((0, 5)), np.zeros(0, np.int32), support="given")) == 0
+
+
 def test_empty_parametric_family():
     t = fc.CdfTables.gaussian([])
     assert len(t) == 0 and t.cdf().shape == (0, 2)
@@ -684,6 +690,35 @@ def test_from_bytes_rejects_forged_blobs(kwargs, fragment):
         fc.CdfTables.from_bytes(_forge(**kwargs))
 
 
+def test_refused_blob_allocates_nothing(tmp_path):
+    # A large blob of one-symbol rows whose last row is bad: every count fits
+    # the blob, so only a reader that allocates before it has validated the
+    # frequencies pays for the rows (about twice the blob).
+    n = 1 << 20
+    rows = np.zeros(n, dtype=[("offset", "<i4"), ("length", "<u4")])
+    rows["length"] = 1
+    freqs = np.tile(np.array([65535, 1], "<u2"), n)
+    freqs[-1] = 2
+    body = b"FCTB" + bytes([1, 16, 0, 0]) + struct.pack("<I", n) + rows.tobytes() + freqs.tobytes()
+    path = tmp_path / "bad.fctb"
+    path.write_bytes(_seal(body))
+    script = f"""
+import resource, featcodec as fc
+blob = open({str(path)!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    fc.CdfTables.from_bytes(blob)
+except ValueError as e:
+    assert "row {n - 1}: frequencies must sum" in str(e), e
+else:
+    raise AssertionError("accepted")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / len(blob))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 0.25, f"peak memory grew by {float(result.stdout):.2f}x the blob"
+
+
 def test_from_bytes_type_errors():
     blob = fc.CdfTables.gaussian([1.0]).to_bytes()
     with pytest.raises(TypeError, match="blob must be bytes"):
@@ -772,6 +807,9 @@ def test_from_pmf_rejects_support_past_int32():
         (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], lengths=[0]), ValueError, "row 0: length 0"),
         (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], lengths=[1.0]), ValueError, "lengths must be an integer"),
         (dict(pmf=np.array([[0.5, 0.5]] * 2), offsets=[0, 0], lengths=[1]), ValueError, "lengths must be"),
+        (dict(pmf=np.zeros((2, 0)), offsets=[0, 0]), ValueError, r"at least one column, got shape \(2, 0\)"),
+        (dict(pmf=np.zeros((2, 0)), offsets=[0, 0], lengths=[1, 1]), ValueError, "at least one column"),
+        (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], precision=16.0), TypeError, "precision must be an integer"),
     ],
 )
 def test_from_pmf_argument_errors(kwargs, error, fragment):

@@ -92,7 +92,9 @@ class CdfTables:
         offsets = as_int32(offsets, "offsets")
         if offsets.shape != (pmf.shape[0],):
             raise ValueError(f"offsets must have shape ({pmf.shape[0]},), got {offsets.shape}")
-        if lengths is None:
+        if lengths is None and not pmf.shape[0]:
+            lengths = np.zeros(0, np.int64)
+        elif lengths is None:
             nonzero = pmf != 0
             lengths = np.where(nonzero.any(axis=1), pmf.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
             empty = np.flatnonzero(lengths == 0)

@@ -261,28 +261,43 @@ std::shared_ptr<Tables> Tables::deserialize(const uint8_t* data, size_t size) {
   if (get_u32(data + size - 4) != crc32(data, size - 4)) fail("checksum mismatch");
   const int precision = data[5];
   if (precision < 1 || precision > kMaxPrecision) fail("precision out of range");
+  const uint64_t total = uint64_t{1} << precision;
   const uint64_t n_rows = get_u32(data + 8);
   const uint64_t body = size - kTableHeaderSize - 4;
-  if (n_rows > body / 8) fail("row count exceeds the blob size");  // checked before allocating
-  std::vector<int32_t> offsets(n_rows);
-  std::vector<uint32_t> lengths(n_rows);
+  if (n_rows > body / 8) fail("row count exceeds the blob size");
+  // The whole blob is validated in place before anything is allocated, so
+  // that a blob which is refused costs no memory.
+  const uint8_t* row_table = data + kTableHeaderSize;
   uint64_t n_freqs = 0;
-  const uint8_t* p = data + kTableHeaderSize;
-  for (uint64_t i = 0; i < n_rows; ++i, p += 8) {
-    offsets[i] = static_cast<int32_t>(get_u32(p));
-    lengths[i] = get_u32(p + 4);
-    if (lengths[i] < 1 || uint64_t{lengths[i]} + 1 > (uint64_t{1} << precision)) fail("row length out of range");
-    n_freqs += uint64_t{lengths[i]} + 1;
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    const int64_t offset = static_cast<int32_t>(get_u32(row_table + 8 * i));
+    const uint64_t length = get_u32(row_table + 8 * i + 4);
+    if (length < 1 || length + 1 > total) fail(row_name(i) + ": length out of range");
+    if (offset + static_cast<int64_t>(length) - 1 > INT32_MAX) fail(row_name(i) + ": support exceeds int32");
+    n_freqs += length + 1;
   }
   if (n_freqs * 2 != body - 8 * n_rows) fail("size does not match the row lengths");
-  std::vector<uint32_t> freqs(n_freqs);
-  for (uint64_t k = 0; k < n_freqs; ++k, p += 2) freqs[k] = uint32_t(p[0]) | uint32_t(p[1]) << 8;
-  try {
-    return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
-  } catch (const std::invalid_argument& e) {
-    fail(e.what());
+  const uint8_t* p = row_table + 8 * n_rows;
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    const uint64_t entries = uint64_t{get_u32(row_table + 8 * i + 4)} + 1;
+    uint64_t sum = 0;
+    for (uint64_t k = 0; k < entries; ++k, p += 2) {
+      const uint32_t f = uint32_t(p[0]) | uint32_t(p[1]) << 8;
+      if (f == 0) fail(row_name(i) + ": symbol " + std::to_string(k) + " has frequency 0");
+      sum += f;
+    }
+    if (sum != total) fail(row_name(i) + ": frequencies must sum to 2^precision");
   }
-  return nullptr;  // unreachable
+  std::vector<int32_t> offsets(n_rows);
+  std::vector<uint32_t> lengths(n_rows);
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    offsets[i] = static_cast<int32_t>(get_u32(row_table + 8 * i));
+    lengths[i] = get_u32(row_table + 8 * i + 4);
+  }
+  std::vector<uint32_t> freqs(n_freqs);
+  p = row_table + 8 * n_rows;
+  for (uint64_t k = 0; k < n_freqs; ++k, p += 2) freqs[k] = uint32_t(p[0]) | uint32_t(p[1]) << 8;
+  return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
 }
 
 }  // namespace featcodec
