@@ -1,4 +1,4 @@
-"""A pure-Python model of the message format of docs/format.md (version 2).
+"""A pure-Python model of the message format of docs/format.md (version 3).
 
 Written from the spec alone, independently of src/cpp, and slow: it is for
 small messages in tests.  ``encode`` must produce exactly the library's
@@ -15,7 +15,9 @@ import struct
 
 import numpy as np
 
-VERSION = 2
+VERSION = 3
+VERSION_MARK = 0xC0  # header bits 7-6
+ESCAPES_BIT = 0x08
 STATE_LOW = 1 << 31
 ESCAPE_LENGTH_BITS = 6
 MAX_ESCAPE_BITS = 33
@@ -44,13 +46,14 @@ def varint(v: int) -> bytes:
 
 
 # A varint longer than the largest legal value needs is rejected: 9 bytes for
-# a lane state (< 2^63), 5 for a start-up count (<= 2^30 symbols a chunk) and
-# a chunk length in the directory.
+# a lane state (< 2^63), 5 for a start-up count (<= 2^31 a chunk) and a chunk
+# length in the directory.
 STATE_VARINT_BYTES = 9
 COUNT_VARINT_BYTES = 5
 
 
 def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> tuple[int, int]:
+    """Reads a varint in its shortest form (a padded one is a FormatError)."""
     value = 0
     for i in range(max_bytes):
         if pos >= len(data):
@@ -59,23 +62,33 @@ def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> t
         pos += 1
         value |= (b & 0x7F) << (7 * i)
         if b < 0x80:
+            if b == 0 and i > 0:
+                raise FormatError("padded varint")
             return value, pos
     raise FormatError("varint too long")
 
 
 def lanes_for(symbols_per_chunk: int) -> int:
+    """The lane count for a chunk of this many symbols (the header repeats it)."""
     n = symbols_per_chunk
-    return 1 if n < 1024 else 2 if n < 16384 else 4 if n < 65536 else 8
+    return 1 if n <= 16384 else 4 if n <= 65536 else 8
 
 
-def header_byte(checksum: bool, chunked: bool, lanes: int, escapes: bool = False) -> int:
-    return (VERSION << 5 | int(escapes) << 4 | int(checksum) << 3 | int(chunked) << 2
+CHECKSUM_CODES = {0: 0, 1: 1, 2: 2, 4: 3}
+
+
+def header_byte(checksum_bytes: int, chunked: bool, lanes: int, escapes: bool = False) -> int:
+    return (VERSION_MARK | CHECKSUM_CODES[checksum_bytes] << 4 | int(escapes) << 3 | int(chunked) << 2
             | (lanes.bit_length() - 1))
 
 
 def parse_header(b: int) -> dict:
-    """Bits 7-5 version | 4 escapes | 3 checksum | 2 chunked | 1-0 log2(lanes)."""
-    return dict(version=b >> 5, escapes=bool(b & 16), checksum=bool(b & 8), chunked=bool(b & 4), lanes=1 << (b & 3))
+    """Bits 7-6 = 11 | 5-4 checksum size code | 3 escapes | 2 chunked | 1-0 log2(lanes)."""
+    if b & 0xC0 != VERSION_MARK:
+        raise FormatError("version 2 message" if b >> 5 == 2 else "not a format 3 message")
+    code = (b >> 4) & 3
+    return dict(version=VERSION, checksum=(0, 1, 2, 4)[code], escapes=bool(b & ESCAPES_BIT),
+                chunked=bool(b & 4), lanes=1 << (b & 3))
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -152,24 +165,31 @@ def escape_stream(entries: list[int]) -> bytes:
 class EncodedChunk:
     """A chunk's parts; its bytes depend on the message's escapes bit."""
 
-    def __init__(self, states, startup, words, stream):
-        self.states, self.startup, self.words, self.stream = states, startup, words, stream
+    def __init__(self, states, startup, flushed, words, stream):
+        self.states, self.startup, self.flushed = states, startup, flushed
+        self.words, self.stream = words, stream
 
     def to_bytes(self, escapes: bool) -> bytes:
-        head = b"".join(varint(x) for x in self.states)
-        if len(self.states) > 1:  # a single lane stores no start-up count
-            head += b"".join(varint(k) for k in self.startup)
+        lanes = len(self.states)
+        head = b"".join(varint(x) for x in self.states[1:])
+        if lanes > 1:  # a single lane stores no start-up count
+            head += varint(2 * self.startup[0] + int(self.flushed))
+            head += b"".join(varint(k) for k in self.startup[1:])
         if escapes:
             head += varint(len(self.stream))
         elif self.stream:
             raise AssertionError("escapes in a message without the escapes bit")
-        return head + self.words + self.stream
+        x = self.states[0]
+        assert x < STATE_LOW
+        tail = x.to_bytes(max(1, (x.bit_length() + 7) // 8), "little")
+        return head + self.words + self.stream + tail
 
 
-def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int) -> EncodedChunk:
+def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int, lane0_start: int = 0) -> EncodedChunk:
     P = rows.precision
     M = 1 << P
     state = [0] * lanes
+    state[0] = lane0_start
     startup = [0] * lanes
     words: list[bytes] = []  # in encoding order; the decoder reads them reversed
     escapes: list[int] = []  # in encoding order
@@ -188,25 +208,34 @@ def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int) 
         x = (x // f) * M + (x % f) + c
         assert x < 1 << 63
         state[lane] = x
-    return EncodedChunk(state, startup, b"".join(reversed(words)), escape_stream(escapes[::-1]))
+    flushed = state[0] >= STATE_LOW  # lane 0 brought below 2^31 by one more word
+    if flushed:
+        words.append(struct.pack("<I", state[0] & 0xFFFFFFFF))
+        state[0] >>= 32
+    return EncodedChunk(state, startup, flushed, b"".join(reversed(words)), escape_stream(escapes[::-1]))
 
 
-def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool) -> list[int]:
-    """Decodes one chunk of len(indexes) symbols with every check of docs/format.md."""
+def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool) -> tuple[list[int], int, bool]:
+    """Decodes one chunk of len(indexes) symbols with every check of docs/format.md.
+
+    Returns the values, lane 0's final state and whether the chunk has escapes."""
     P = rows.precision
     M = 1 << P
     n = len(indexes)
     pos = 0
-    state = []
-    for _ in range(lanes):
+    state = [0] * lanes
+    for lane in range(1, lanes):
         x, pos = read_varint(data, pos, STATE_VARINT_BYTES)
         if x >= 1 << 63:
             raise FormatError("lane state >= 2^63")
-        state.append(x)
+        state[lane] = x
     startup_begin = [n] * lanes  # a single lane: no count (its phase is where its words are used up)
+    flushed = False
     if lanes > 1:
         for lane in range(lanes):
             k, pos = read_varint(data, pos)
+            if lane == 0:
+                flushed, k = bool(k & 1), k >> 1
             n_lane = len(range(lane, n, lanes))
             if k > n_lane:
                 raise FormatError("start-up count larger than the lane's symbol count")
@@ -214,11 +243,30 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
     escape_size = 0
     if escapes:
         escape_size, pos = read_varint(data, pos)
-        if escape_size > len(data) - pos:
-            raise FormatError("escape stream larger than the chunk")
-    words = data[pos:len(data) - escape_size]
-    stream = data[len(data) - escape_size:]
+    rest = len(data) - pos
+    if escape_size >= rest:
+        raise FormatError("escape stream and final state larger than the chunk")
+    tail = (rest - escape_size - 1) % 4 + 1
+    n_words = rest - escape_size - tail
+    words = data[pos:pos + n_words]
+    stream = data[pos + n_words:pos + n_words + escape_size]
+    tail_bytes = data[len(data) - tail:]
+    if tail > 1 and tail_bytes[-1] == 0:
+        raise FormatError("final state not in its shortest form")
+    x0 = int.from_bytes(tail_bytes, "little")
+    if x0 >= STATE_LOW:
+        raise FormatError("final state >= 2^31")
     word_pos = 0
+    if lanes == 1:
+        flushed = n_words > 0
+    if flushed:
+        if n_words < 4:
+            raise FormatError("no word for the flushed state")
+        x0 = x0 << 32 | struct.unpack_from("<I", words, 0)[0]
+        word_pos = 4
+        if x0 < STATE_LOW:
+            raise FormatError("flushed state below 2^31")
+    state[0] = x0
     bit_pos = 0
 
     def get_bits(k: int) -> int:
@@ -245,6 +293,8 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
             read = x < STATE_LOW and j // lanes < startup_begin[lane]
             if read and word_pos + 4 > len(words):
                 raise FormatError("words run past the chunk")
+            if j // lanes == startup_begin[lane] and x >= STATE_LOW:
+                raise FormatError("start-up count larger than the encoder's")
         if read:
             # An emitted word always leaves x >= f * 2^(31 - P): a read below is corrupt.
             if x < rows.freq[row][s] << (31 - P):
@@ -269,9 +319,9 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
         raise FormatError("escape bytes left unread")
     if bit_pos % 8 and stream[-1] >> (bit_pos % 8):
         raise FormatError("escape padding bits are not zero")
-    if any(state):
+    if any(state[1:]):
         raise FormatError("a lane does not end at state 0")
-    return out
+    return out, state[0], escape_size > 0
 
 
 # --- checksum -----------------------------------------------------------------------------------
@@ -300,20 +350,28 @@ def chunk_hash(values) -> int:
     return h
 
 
-def checksum(values, chunk_size: int) -> int:
+def checksum(values, chunk_size: int, header: int, chunk_bits: int = 0, context: bytes = b"", size: int = 4) -> int:
     """The checksum of docs/format.md over values in C order, chunk by chunk."""
     values = [int(v) for v in np.asarray(values).ravel()]
-    h = 0x452821E638D01377
+    h = _fmix64(0x452821E638D01377 ^ (header & ~ESCAPES_BIT) ^ chunk_bits << 8 ^ len(context) << 16)
+    for i in range(0, len(context), 8):
+        h = _fmix64(h ^ int.from_bytes(context[i:i + 8], "little"))
     for begin in range(0, len(values), chunk_size):
         h = _fmix64(h ^ chunk_hash(values[begin:begin + chunk_size]))
-    return h & 0xFFFFFFFF
+    return h & ((1 << (8 * size)) - 1)
 
 
 # --- messages -----------------------------------------------------------------------------------
 
 
-def encode(values, tables, indexes, checksum_on: bool = True, chunk_size: int = 2**19) -> bytes:
-    """The message for ``values`` (any shape, C order); ``indexes`` broadcast to it."""
+def checksum_bytes(checksum_on) -> int:
+    return 4 if checksum_on is True else 0 if checksum_on is False else int(checksum_on)
+
+
+def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, context: bytes = b"") -> bytes:
+    """The message for ``values`` (any shape, C order); ``indexes`` broadcast to it.
+    checksum_on: True (4 bytes), False, or a size of 1, 2 or 4 bytes."""
+    size = checksum_bytes(checksum_on)
     values = np.asarray(values)
     idx = [int(i) for i in np.broadcast_to(np.asarray(indexes), values.shape).ravel()]
     vals = [int(v) for v in values.ravel()]
@@ -323,23 +381,26 @@ def encode(values, tables, indexes, checksum_on: bool = True, chunk_size: int = 
     assert chunk_size == 1 << chunk_bits and 4 <= chunk_bits <= 30
     n_chunks = -(-n // chunk_size)
     lanes = lanes_for(min(n, chunk_size))
-    parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes)
+    chunked = n_chunks > 1
+    header = header_byte(size, chunked, lanes)
+    check = checksum(vals, chunk_size, header, chunk_bits if chunked else 0, context, size) if size else 0
+    parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes, check if b == 0 else 0)
              for b in range(0, n, chunk_size)]
     escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
     chunks = [p.to_bytes(escapes) for p in parts]
-    out = bytearray([header_byte(checksum_on, n_chunks > 1, lanes, escapes)])
-    if n_chunks > 1:
+    out = bytearray([header | (ESCAPES_BIT if escapes else 0)])
+    if chunked:
         out.append(chunk_bits)
         for c in chunks[:-1]:
             out += varint(len(c))
-    if checksum_on:
-        out += struct.pack("<I", checksum(vals, chunk_size))
+    if n == 0:
+        out += check.to_bytes(size, "little")
     for c in chunks:
         out += c
     return bytes(out)
 
 
-def decode(data: bytes, tables, indexes, shape=None) -> np.ndarray:
+def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_checksum: int = 0) -> np.ndarray:
     """Decodes a message for ``shape`` (default: the indexes' shape), with every
     check of docs/format.md; raises FormatError."""
     shape = tuple(np.shape(indexes) if shape is None else shape)
@@ -349,47 +410,58 @@ def decode(data: bytes, tables, indexes, shape=None) -> np.ndarray:
     if not data:
         raise FormatError("empty message")
     h = parse_header(data[0])
-    if h["version"] != VERSION:
-        raise FormatError("unknown version")
+    if h["checksum"] < min_checksum:
+        raise FormatError("checksum shorter than required")
+    if context and not h["checksum"]:
+        raise FormatError("a context, and no checksum to verify it")
     pos = 1
     chunk_size = max(n, 1)
+    chunk_bits = 0
     if h["chunked"]:
         if pos >= len(data):
             raise FormatError("truncated header")
-        bits = data[pos]
+        chunk_bits = data[pos]
         pos += 1
-        if not 4 <= bits <= 30:
+        if not 4 <= chunk_bits <= 30:
             raise FormatError("chunk_bits out of range")
-        chunk_size = 1 << bits
+        chunk_size = 1 << chunk_bits
     n_chunks = -(-n // chunk_size)
+    if h["lanes"] != lanes_for(min(n, chunk_size)):
+        raise FormatError("lane count is not the encoder's for this symbol count")
     if h["chunked"] and n_chunks < 2:
         raise FormatError("chunked message for a single chunk")
-    if h["lanes"] != lanes_for(min(n, chunk_size)):
-        raise FormatError("lane count does not follow the rule")
     lengths = []
     for _ in range(max(n_chunks - 1, 0)):
         length, pos = read_varint(data, pos)
+        if length == 0:
+            raise FormatError("empty chunk")
         lengths.append(length)
-    expected = None
-    if h["checksum"]:
-        if len(data) - pos < 4:
-            raise FormatError("truncated checksum")
-        expected = struct.unpack_from("<I", data, pos)[0]
-        pos += 4
     remaining = len(data) - pos
+    stored = 0
     if n == 0:
-        if remaining:
+        if remaining != h["checksum"]:
             raise FormatError("data for an empty shape")
+        stored = int.from_bytes(data[pos:], "little")
     else:
-        if sum(lengths) > remaining:
+        if sum(lengths) >= remaining:
             raise FormatError("chunks shorter than listed")
         lengths.append(remaining - sum(lengths))
     out = []
+    any_escapes = False
     for c, length in enumerate(lengths):
         begin = c * chunk_size
-        out += decode_chunk(data[pos:pos + length], idx[begin:begin + chunk_size], rows, h["lanes"],
-                            h["escapes"])
+        values, lane0_end, chunk_escapes = decode_chunk(data[pos:pos + length], idx[begin:begin + chunk_size],
+                                                        rows, h["lanes"], h["escapes"])
+        out += values
+        any_escapes |= chunk_escapes
+        if c == 0:
+            stored = lane0_end
+        elif lane0_end:
+            raise FormatError("lane 0 of a chunk after the first does not end at state 0")
         pos += length
-    if expected is not None and checksum(out, chunk_size) != expected:
-        raise FormatError("checksum mismatch")
+    if h["escapes"] and not any_escapes:
+        raise FormatError("escapes bit set, and no chunk has escapes")
+    expected = checksum(out, chunk_size, data[0], chunk_bits, context, h["checksum"]) if h["checksum"] else 0
+    if stored != expected:
+        raise FormatError("checksum mismatch" if h["checksum"] else "lane 0 does not end at state 0")
     return np.array(out, dtype=np.int64).reshape(shape)

@@ -212,15 +212,21 @@ def test_same_size_other_shape_decodes_the_same_values(coded):
     [(1023, 1024), (1024, 1023), (16383, 16384), (16384, 16383), (65535, 65536), (65536, 65535), (20000, 30000),
      (5000, 2000), (5000, 5001), (20000, 20007)],
 )
-def test_wrong_symbol_count_across_lane_thresholds_without_checksum(n, other):
-    # Where the count changes the lane count or the chunking, the header tells
-    # the decoder even without a checksum; otherwise the lanes' start-up
-    # counts (checked against each lane's symbol count), the word stream and
-    # the escape stream meeting exactly do.
+def test_wrong_symbol_count_across_lane_thresholds(n, other):
+    # With a checksum (it covers the count) the wrong count is always found.
+    # Without one, where the count changes the lane count or the chunking,
+    # the header tells the decoder; elsewhere a single lane's decoder cannot
+    # always tell (a lane at state 0 decodes more symbols of cumulative start
+    # 0 for free, docs/format.md), so that case is not asserted.
     x = np.arange(n) % 7 - 3
-    message = fc.encode(x, TABLES, 1, checksum=False, chunk_size=16384 if n >= 20000 else fc.DEFAULT_CHUNK_SIZE)
-    with pytest.raises(fc.DecodeError, match="shape|symbols|corrupt|truncated"):
+    chunk_size = 16384 if n >= 20000 else fc.DEFAULT_CHUNK_SIZE
+    message = fc.encode(x, TABLES, 1, checksum=2, chunk_size=chunk_size)
+    with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
         fc.decode(message, TABLES, 1, shape=(other,))
+    bare = fc.encode(x, TABLES, 1, checksum=False, chunk_size=chunk_size)
+    if ref.lanes_for(min(n, chunk_size)) != ref.lanes_for(min(other, chunk_size)) or (n > chunk_size) != (other > chunk_size):
+        with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
+            fc.decode(bare, TABLES, 1, shape=(other,))
 
 
 def test_decoding_with_other_tables_is_a_decode_error(coded):
@@ -251,13 +257,16 @@ def test_empty_messages():
 
 
 def test_unknown_format_version():
+    # Format 3 sets header bits 7-6; a format 2 message (bits 7-5 = 010) is
+    # named as such.
     message = bytearray(fc.encode(np.arange(3), TABLES, 1))
-    for version in range(8):  # bits 7-5
-        if version == fc.FORMAT_VERSION:
-            continue
-        message[0] = (message[0] & 0x1F) | (version << 5)
-        with pytest.raises(fc.DecodeError, match=f"version \\({version}\\)"):
+    for top in range(3):  # bits 7-6 other than 11
+        message[0] = (message[0] & 0x3F) | (top << 6)
+        match = "format version 2" if top == 1 and not message[0] & 0x20 else "unsupported format version"
+        with pytest.raises(fc.DecodeError, match=match):
             fc.decode(bytes(message), TABLES, 1, shape=(3,))
+    with pytest.raises(fc.DecodeError, match="format version 2 message: this featcodec reads format version 3"):
+        fc.decode(bytes([0x40, 0x00]), TABLES, 1, shape=(3,))
 
 
 def test_flipped_escapes_bit_is_rejected():
@@ -267,12 +276,17 @@ def test_flipped_escapes_bit_is_rejected():
     message: with or without checksum, for every lane count and chunking,
     with escapes and without."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0x50, 0xFF, 0x01, 0x01, 0xC2])
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0xC8, 0x01, 0xC2, 0xFF])
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x40, 0xFF, 0x01, 0x01, 0xC2]), t, [0])
-    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x40, 0x80, 0x02])  # state 256
+        fc.decode(bytes([0xC0, 0x01, 0xC2, 0xFF]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0xC0, 0x00, 0x01])  # state 256
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x50, 0x80, 0x02]), t, [0, 0])
+        fc.decode(bytes([0xC8, 0x00, 0x01]), t, [0, 0])
+    # The escapes bit set and a zero-size escape stream in every chunk: the
+    # encoder sets the bit only when some chunk has escapes.
+    assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0xC0, 0x00])
+    with pytest.raises(fc.DecodeError, match="escapes"):
+        fc.decode(bytes([0xC8, 0x00, 0x00]), t, np.zeros(3, np.int32))
     rng = np.random.default_rng(12)
     cases = [(1, fc.DEFAULT_CHUNK_SIZE), (5, fc.DEFAULT_CHUNK_SIZE), (300, fc.DEFAULT_CHUNK_SIZE), (300, 64),
              (2000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE), (70000, fc.DEFAULT_CHUNK_SIZE),
@@ -287,10 +301,10 @@ def test_flipped_escapes_bit_is_rejected():
         for values, escapes in ((with_escapes, True), (in_support, False)):
             for checksum in (True, False):
                 message = fc.encode(values, TABLES, idx, checksum=checksum, chunk_size=chunk_size)
-                assert bool(message[0] & 0x10) == escapes
+                assert bool(message[0] & 0x08) == escapes
                 np.testing.assert_array_equal(fc.decode(message, TABLES, idx), values)
                 with pytest.raises(fc.DecodeError):
-                    fc.decode(bytes([message[0] ^ 0x10]) + message[1:], TABLES, idx)
+                    fc.decode(bytes([message[0] ^ 0x08]) + message[1:], TABLES, idx)
                     pytest.fail(f"n={n} chunk_size={chunk_size} checksum={checksum} escapes={escapes}: "
                                 "flipped escapes bit accepted")
 
@@ -302,31 +316,36 @@ def test_decoder_rejects_non_canonical_messages():
     Worked out by hand for a single escaped value."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)  # freqs 128, 127, escape 1
     # v = 2, just above [0, 2): u = 0, e = 1, nb = 0: 6 zero bits, 2 bits of padding.
-    # Header 30 (escapes).  The lane codes the escape (start 255) from state 0:
-    # state 255 = varint ff 01, no start-up count (one lane), escape stream
-    # size 01, no words, then the 1-byte escape stream.
-    valid = bytes([0x50, 0xFF, 0x01, 0x01, 0x00])
+    # Header c8 (escapes).  The lane codes the escape (start 255) from state 0:
+    # state 255, no start-up count (one lane), escape stream size 01, no
+    # words, the 1-byte escape stream, then the state ff.
+    valid = bytes([0xC8, 0x01, 0x00, 0xFF])
     assert fc.encode([2], t, 0, checksum=False) == valid
     assert fc.decode(valid, t, [0]).tolist() == [2]
     variants = {
-        "padding bit set": bytes([0x50, 0xFF, 0x01, 0x01, 0x40]),
-        "escape stream one byte longer": bytes([0x50, 0xFF, 0x01, 0x02, 0x00, 0x00]),
-        "a byte between the size and the escape stream": bytes([0x50, 0xFF, 0x01, 0x01, 0x00, 0x00]),
-        "escape stream missing": bytes([0x50, 0xFF, 0x01, 0x01]),
-        "escape stream empty": bytes([0x50, 0xFF, 0x01, 0x00]),
-        "escape stream size missing": bytes([0x50, 0xFF, 0x01]),
-        "escape stream size larger than the chunk": bytes([0x50, 0xFF, 0x01, 0x05, 0x00]),
-        "escape stream size an overlong varint": bytes([0x50, 0xFF, 0x01, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00]),
-        "an unread word before the escape stream": bytes([0x50, 0xFF, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00]),
-        "a zero word read at state 0 (< 2^15)": bytes([0x50, 0xFF, 0x01, 0x01]) + bytes(5),
-        "an unread word after the escape stream": valid + b"\x01\x00\x00\x00",
-        "state not back to 0": bytes([0x50, 0xFF, 0x02, 0x01, 0x00]),
-        "a start-up count for the single lane": bytes([0x50, 0xFF, 0x01, 0x01, 0x01, 0x00]),
-        "escapes bit clear": bytes([0x40, 0xFF, 0x01, 0x01, 0x00]),
-        "escapes bit clear, size dropped": bytes([0x40, 0xFF, 0x01, 0x00]),
-        "two lanes claimed": bytes([0x51, 0xFF, 0x01, 0x01, 0x00]),
-        "two lanes claimed, with a second state and counts": bytes([0x51, 0xFF, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00]),
-        "chunked claimed": bytes([0x54, 0x04, 0xFF, 0x01, 0x01, 0x00]),
+        "padding bit set": bytes([0xC8, 0x01, 0x40, 0xFF]),
+        "escape stream one byte longer": bytes([0xC8, 0x02, 0x00, 0x00, 0xFF]),
+        "a byte between the size and the escape stream": bytes([0xC8, 0x01, 0x00, 0x00, 0xFF]),
+        "escape stream missing": bytes([0xC8, 0x01, 0xFF]),
+        "escape stream empty": bytes([0xC8, 0x00, 0xFF]),
+        "escape stream size missing": bytes([0xC8, 0xFF]),
+        "escape stream size larger than the chunk": bytes([0xC8, 0x05, 0x00, 0xFF]),
+        "escape stream size an overlong varint": bytes([0xC8, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
+        "escape stream size a padded varint": bytes([0xC8, 0x81, 0x00, 0x00, 0xFF]),
+        "an unread word before the escape stream": bytes([0xC8, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
+        "a zero word before the escape stream": bytes([0xC8, 0x01]) + bytes(5) + b"\xff",
+        "a word after the escape stream": valid[:-1] + b"\x01\x00\x00\x00" + valid[-1:],
+        "bytes appended": valid + b"\x01\x00\x00\x00",
+        "the state padded": valid + b"\x00",
+        "state not back to 0": bytes([0xC8, 0x01, 0x00, 0xFE]),
+        "a start-up count for the single lane": bytes([0xC8, 0x01, 0x01, 0x00, 0xFF]),
+        "escapes bit clear": bytes([0xC0, 0x01, 0x00, 0xFF]),
+        "escapes bit clear, size dropped": bytes([0xC0, 0x00, 0xFF]),
+        "two lanes claimed": bytes([0xC9, 0x01, 0x00, 0xFF]),
+        "two lanes claimed, with a second state and counts": bytes([0xC9, 0x00, 0x02, 0x00, 0x01, 0x00, 0xFF]),
+        "chunked claimed": bytes([0xCC, 0x04, 0x01, 0x00, 0xFF]),
+        "a checksum claimed": bytes([0xD8, 0x01, 0x00, 0xFF]),
+        "a format 2 header": bytes([0x50, 0x01, 0x00, 0xFF]),
     }
     for what, data in variants.items():
         with pytest.raises(fc.DecodeError):
@@ -476,8 +495,8 @@ def test_appended_and_inserted_bytes_are_rejected(n, chunk_size, checksum):
     message = fc.encode(x, TABLES, idx, checksum=checksum, chunk_size=chunk_size)
     last = (n - 1) // chunk_size * chunk_size
     stream = _escape_stream(x[last:], TABLES, idx[last:])
-    assert len(stream) > 0 and message.endswith(stream) and message[0] & 0x10
-    boundary = len(message) - len(stream)
+    boundary = message.rfind(stream)  # the stream, then lane 0's 1 to 4 bytes
+    assert len(stream) > 0 and len(message) - 4 <= boundary + len(stream) < len(message) and message[0] & 0x08
     for extra in (bytes(1), bytes(4), bytes(8), b"\x80", b"\xff\xff\xff\xff"):
         variants = {"between the words and the escape stream": message[:boundary] + extra + message[boundary:]}
         if checksum:

@@ -70,7 +70,7 @@ def test_public_names():
     expected = {"CdfTables", "DEFAULT_CHUNK_SIZE", "DecodeError", "FORMAT_VERSION", "decode", "default_tail_mass",
                 "encode", "information_content"}
     assert expected <= set(fc.__all__)
-    assert fc.FORMAT_VERSION == 2
+    assert fc.FORMAT_VERSION == 3
     assert fc.DEFAULT_CHUNK_SIZE & (fc.DEFAULT_CHUNK_SIZE - 1) == 0 and 16 <= fc.DEFAULT_CHUNK_SIZE <= 2**30
     assert all(0 < fc.default_tail_mass(p) < 1 for p in range(2, 17))
 
