@@ -60,8 +60,8 @@ MUTATIONS = [
     # --- the review's mutations ------------------------------------------------------
     Mutation(
         "coder-checksum-low16", "src/cpp/coder/codec.cpp",
-        "if (header.checksum && message_checksum(hashes) != expected_checksum)",
-        "if (header.checksum && (message_checksum(hashes) & 0xFFFF) != (expected_checksum & 0xFFFF))",
+        "if (message_checksum(seed, hashes, header.checksum_bytes) != stored_checksum)",
+        "if ((message_checksum(seed, hashes, header.checksum_bytes) & 0xFFFF) != (stored_checksum & 0xFFFF))",
         "the checksum compared on its low 16 bits only"),
     Mutation(
         "coder-index-first-run", "src/cpp/coder/codec.cpp",
@@ -176,9 +176,9 @@ MUTATIONS = [
         "",
         "an escaped value outside int32 is not refused"),
     Mutation(
-        "coder-information-escape-bits", "src/cpp/coder/codec.cpp",
-        "extra = kEscapeLengthBits + (63 - __builtin_clzll(u + 1));",
-        "extra = kEscapeLengthBits + (63 - __builtin_clzll(u + 2));",
+        "coder-information-escape-bits", "src/cpp/coder/escape.h",
+        "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi));",
+        "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi) + 1);",
         "information_content counts some escapes' raw bits wrongly"),
 ]
 
