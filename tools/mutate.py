@@ -36,6 +36,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,24 @@ MUTATIONS = [
 # --- running ------------------------------------------------------------------------------
 
 
+def run_group(cmd: list[str], cwd: Path, env: dict, timeout: Optional[float] = None) -> tuple[Optional[int], str]:
+    """Runs cmd in its own process group, which is killed on a timeout or an
+    interrupt (no stray compilers or test subprocesses); (returncode or None
+    on timeout, stdout + stderr)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return None, proc.communicate()[0]
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
 def source_files(root: Path) -> list[str]:
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
                          capture_output=True).stdout
@@ -220,9 +239,9 @@ def make_venv(scratch: Path, python: str) -> Path:
 
 def build(python: Path, scratch: Path) -> tuple[bool, str]:
     env = dict(os.environ, FEATCODEC_CUDA="OFF")
-    r = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "."],
-                       cwd=scratch, env=env, capture_output=True, text=True)
-    return r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    code, out = run_group([str(python), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "."],
+                          scratch, env)
+    return code == 0, out[-3000:]
 
 
 # The files that catch most mutations soonest run first (pytest keeps this
@@ -243,19 +262,17 @@ def run_tests(python: Path, scratch: Path, profile: str, timeout: float) -> tupl
     """("passed" | "failed" | "crashed" | "timeout", the first failing test or a note)."""
     env = dict(os.environ, HYPOTHESIS_PROFILE=profile)
     cmd = [str(python), "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *native_tests(scratch)]
-    try:
-        r = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    code, out = run_group(cmd, scratch, env, timeout)
+    if code is None:
         return "timeout", f"no result in {timeout:.0f} s"
-    out = r.stdout + r.stderr
-    if r.returncode == 0:
+    if code == 0:
         return "passed", ""
     failed = re.search(r"^(?:FAILED|ERROR) (\S+)", out, re.MULTILINE)
     if failed:
         return "failed", failed.group(1)
-    if r.returncode < 0 or "Fatal Python error" in out or "Segmentation fault" in out:
+    if code < 0 or "Fatal Python error" in out or "Segmentation fault" in out:
         last = [line for line in out.splitlines() if line.strip()][-1:] or [""]
-        return "crashed", f"signal {-r.returncode}" if r.returncode < 0 else last[0][:80]
+        return "crashed", f"signal {-code}" if code < 0 else last[0][:80]
     return "failed", (out.strip().splitlines() or ["?"])[-1][:100]
 
 
