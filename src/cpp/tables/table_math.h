@@ -260,7 +260,8 @@ FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, ui
 // L is computed in fixed point (weights 2^-62, bits 2^-48) in 128-bit
 // integers, so the choice is the same on every machine.
 //
-// The search starts where each side's outside mass is at most 2^-P and moves
+// The search starts at the outermost columns of probability >= 1 / (4M)
+// (where each side's outside mass is at most 2^-P if there are none) and moves
 // each edge, in and out, or both together, with doubling steps while L
 // strictly decreases: a local minimum of the exact objective (no such move
 // by one column lowers L), typically a few quantizations per row; it stops, as every
@@ -309,10 +310,21 @@ FC_HD inline u128 support_cost(const uint64_t* w, int64_t len, int64_t a, int64_
 FC_HD inline void optimal_support(const uint64_t* w, int64_t len, int precision, const RowScratch& scratch,
                                   const uint64_t* lg, int64_t* first, int64_t* count) {
   const int64_t max_count = (int64_t{1} << precision) - 1;
-  const uint64_t side = static_cast<uint64_t>(int64_t{1} << (62 - precision));  // 2^-P of the weight
+  // Start from the outermost columns worth a quarter of a frequency unit:
+  // an edge column is worth its unit when p M exceeds about log2(e) over
+  // the bits its escape would cost beyond P (typically 6 to 9), so the
+  // optimum is near.  A row with no such column starts where each side's
+  // outside mass is 2^-P.
+  const uint64_t unit = static_cast<uint64_t>(int64_t{1} << (62 - precision));  // 1 / M of the weight
   int64_t a = 0, b = len;
-  for (uint64_t out = 0; a < len - 1 && out + w[a] <= side; ++a) out += w[a];
-  for (uint64_t out = 0; b > a + 1 && out + w[b - 1] <= side; --b) out += w[b - 1];
+  while (a < len && w[a] < unit / 4) ++a;
+  if (a < len) {
+    while (w[b - 1] < unit / 4) --b;
+  } else {
+    a = 0;
+    for (uint64_t out = 0; a < len - 1 && out + w[a] <= unit; ++a) out += w[a];
+    for (uint64_t out = 0; b > a + 1 && out + w[b - 1] <= unit; --b) out += w[b - 1];
+  }
   while (b - a > max_count) {  // too wide for the precision: drop the lighter edge
     if (w[a] < w[b - 1]) ++a;
     else --b;
