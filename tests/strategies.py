@@ -70,12 +70,37 @@ def effective_lengths(pmf: np.ndarray, lengths) -> list[int]:
 
 @st.composite
 def pmf_tables(draw, precisions=st.integers(1, 16), max_tables: int = 4, max_width: int = 40):
-    """(tables, pmf, offsets, lengths-argument) for CdfTables.from_pmf."""
+    """(tables, pmf, offsets, lengths-argument, support) for CdfTables.from_pmf."""
     precision = draw(precisions)
     pmf, lengths = draw(pmf_rows(precision, max_tables=max_tables, max_width=max_width))
     offsets = np.array([draw(_offset_strategy(n)) for n in effective_lengths(pmf, lengths)], dtype=np.int64)
-    tables = fc.CdfTables.from_pmf(pmf, offsets, lengths=lengths, precision=precision)
-    return tables, pmf, offsets, lengths
+    support = draw(st.sampled_from(["optimal", "given"]))
+    tables = fc.CdfTables.from_pmf(pmf, offsets, lengths=lengths, precision=precision, support=support)
+    return tables, pmf, offsets, lengths, support
+
+
+@st.composite
+def wide_pmf_rows(draw, max_tables: int = 3, max_width: int = 300):
+    """(pmf, offsets, precision): rows wider than the precision allows with
+    their escape, heavy and light tails, unimodal or not."""
+    precision = draw(st.integers(1, 10))
+    width = draw(st.integers(1, max_width))
+    n_tables = draw(st.integers(1, max_tables))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["laplace", "random", "spiky"]))
+    k = np.arange(width) - draw(st.integers(0, width - 1))
+    if kind == "laplace":
+        b = np.exp(rng.uniform(np.log(0.05), np.log(200.0), (n_tables, 1)))
+        pmf = np.exp(-np.abs(k) / b)
+    elif kind == "random":
+        pmf = rng.random((n_tables, width)) ** rng.uniform(1, 20)
+    else:
+        pmf = (rng.random((n_tables, width)) < 0.05) * rng.random((n_tables, width))
+        pmf[:, rng.integers(0, width)] = 1.0
+    pmf = pmf * draw(st.sampled_from([1.0, 0.5, 0.99, 3.0])) / pmf.sum(axis=1, keepdims=True)
+    offsets = np.array([draw(_offset_strategy(width)) for _ in range(n_tables)], dtype=np.int64)
+    return pmf, offsets, precision
 
 
 @st.composite
@@ -101,6 +126,7 @@ def any_tables(precisions=st.integers(1, 16)):
     """Random from_pmf or parametric tables."""
     return st.one_of(
         pmf_tables(precisions=precisions).map(lambda r: r[0]),
+        wide_pmf_rows().map(lambda r: fc.CdfTables.from_pmf(r[0], r[1], precision=r[2])),
         parametric_args(precisions=precisions.map(lambda p: max(p, 2))).map(lambda a: build_parametric(*a)),
     )
 

@@ -75,7 +75,8 @@ def test_public_names():
     assert all(0 < fc.default_tail_mass(p) < 1 for p in range(2, 17))
 
 
-@pytest.mark.parametrize("module", [featcodec._tables, featcodec._coding, fc], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [featcodec._tables, featcodec._coding, featcodec._family, featcodec._parametric, fc],
+                         ids=lambda m: m.__name__)
 def test_doctests(module):
     result = doctest.testmod(module, verbose=False, report=True, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

@@ -68,6 +68,122 @@ def test_element_model_is_deterministic(family, mean, scale, precision):
     assert a[0] == b[0] and np.array_equal(a[1], b[1])
 
 
+# --- an independent model of docs/format.md, "Per-element parametric models" ---------
+#
+# Written from the spec with the stdlib's erfc/exp: T, h, k_min, n and R are
+# integers or exact dyadics, so they must equal the library's exactly; C(k)
+# takes a floor of R F(t), which the two implementations of F (detmath.h's
+# and the stdlib's, both within about 1e-13) can only split when R F lies
+# within that error of an integer.
+
+
+def model_cutoff(family: str, precision: int) -> float:
+    """T: the smallest j / 16 with 2 sf(j / 16) <= 2^(1 - P)."""
+    j = 0
+    while 2.0 * reference_sf(family, j / 16.0) > 2.0 ** (1 - precision):
+        j += 1
+    return j / 16.0
+
+
+def model_element(family: str, mean: float, scale: float, precision: int):
+    """(k_min, C(k) for k = k_min .. k_min + n, R F(t) at each k) of the spec."""
+    m = 1 << precision
+    h = min(2 ** (precision - 2) - 1, math.ceil(model_cutoff(family, precision) * scale))
+    k_min = math.floor(mean + 0.5) - h
+    n = 2 * h + 1
+    r = m - n - 1
+    ks = range(k_min, k_min + n + 1)
+    scaled = [r * reference_cdf(family, ((k - 0.5) - mean) / scale) for k in ks]
+    q = [math.floor(x) for x in scaled]
+    return k_min, [(k - k_min) + qk - q[0] for k, qk in zip(ks, q)], scaled
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cutoff_matches_the_model(family):
+    from featcodec import _core
+
+    for precision in range(2, 17):
+        assert _core.element_cutoff(int(fc.Family.of(family)), precision) == model_cutoff(family, precision)
+
+
+@given(st.sampled_from(FAMILIES), means, st.one_of(st.floats(0.05, 300), st.floats(2.0**-20, 2.0**12)), precisions)
+def test_element_cdf_matches_the_model(family, mean, scale, precision):
+    k_min, cdf = fc.element_cdf(family, mean, scale, precision)
+    want_k_min, want, scaled = model_element(family, mean, scale, precision)
+    assert k_min == want_k_min and cdf.size == len(want) + 1, "T, h and the support follow the spec exactly"
+    assert cdf[-1] == 1 << precision
+    ambiguous = [abs(x - round(x)) <= 1e-12 * (1 << precision) + 1e-300 for x in scaled]
+    for j, (got, expect) in enumerate(zip(cdf[:-1].tolist(), want)):
+        if got != expect:
+            assert (ambiguous[j] or ambiguous[0]) and abs(got - expect) <= 2, (j, got, expect)
+
+
+# Per-element intervals for fixed arguments, as bytes: encoder and decoder
+# compute them independently, so a change here means messages coded with one
+# build no longer decode with another.
+GOLDEN_ELEMENT_INTERVALS = {
+    "gaussian 16": "f4a9f77391bb02632375715b0552dd76",
+    "gaussian 8": "58d8197e73e5e93856a0be6675894980",
+    "gaussian 2": "1a3994c489b4e171f7cdfab4ac92c036",
+    "laplace 16": "08402b47eba0e7c81377b24098c440c4",
+    "laplace 8": "935c24fc38882b853a08a5973cfe9246",
+    "laplace 2": "1cfe120deadcae0c8d6d5e67492243ba",
+    "logistic 16": "8313f54c67e4552937c3d63159e500b1",
+    "logistic 8": "b600140d8c2c801d38077a29c66246e7",
+    "logistic 2": "1cfe120deadcae0c8d6d5e67492243ba",
+}
+
+
+def golden_element_intervals() -> dict:
+    import hashlib
+
+    means = np.array([0.0, 0.5, -0.5, 0.49999999999999994, -3.25, 17.75, 1000.1, -(2.0**30), 2.0**30])
+    scales = np.array([2.0**-20, 0.11, 0.5, 1.0, 2.7, 42.0, 1e3, 2.0**20])
+    mu, s = (a.ravel() for a in np.meshgrid(means, scales, indexing="ij"))
+    offsets = np.array([-(2**31), -70000, -100, -6, -2, -1, 0, 1, 2, 3, 7, 40, 100, 3000, 2**31 - 1], np.int64)
+    values = (np.floor(mu + 0.5).astype(np.int64)[:, None] + offsets[None]).clip(-(2**31), 2**31 - 1)
+    mu, s = (np.broadcast_to(a[:, None], values.shape) for a in (mu, s))
+    out = {}
+    for family in FAMILIES:
+        for precision in (16, 8, 2):
+            start, freq = fc.parametric_intervals(values, family, mu, s, precision)
+            packed = (start | freq << 16).astype("<u4").tobytes()
+            out[f"{family} {precision}"] = hashlib.sha256(packed).hexdigest()[:32]
+    return out
+
+
+def test_element_intervals_match_golden_hashes():
+    assert golden_element_intervals() == GOLDEN_ELEMENT_INTERVALS, "per-element models changed"
+
+
+def test_family_names_and_values():
+    assert [f.name for f in fc.Family] == ["GAUSSIAN", "LAPLACE", "LOGISTIC"]
+    for name in FAMILIES:
+        family = fc.Family.of(name)
+        assert fc.Family.of(family) is family and family.name.lower() == name
+        a = fc.parametric_intervals([0, 3, 99], name, 0.2, 1.5, 12)
+        b = fc.parametric_intervals([0, 3, 99], family, 0.2, 1.5, 12)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert np.array_equal(fc.element_cdf(name, 0.2, 1.5)[1], fc.element_cdf(family, 0.2, 1.5)[1])
+    for bad in ("Gaussian", "cauchy", 0, 1, None, "GAUSSIAN"):
+        with pytest.raises(ValueError, match="family must be a featcodec.Family or one of"):
+            fc.Family.of(bad)
+        with pytest.raises(ValueError, match="family must be"):
+            fc.parametric_intervals([0], bad, 0.0, 1.0)
+
+
+def test_precision_errors_are_shared():
+    for call in (lambda p: fc.parametric_intervals([0], "gaussian", 0.0, 1.0, p),
+                 lambda p: fc.element_cdf("gaussian", 0.0, 1.0, p),
+                 lambda p: fc.CdfTables.gaussian([1.0], precision=p)):
+        with pytest.raises(ValueError, match=r"precision must be in \[2, 16\], got 1"):
+            call(1)
+        with pytest.raises(TypeError, match="precision must be an integer, got 2.0"):
+            call(2.0)
+        with pytest.raises(ValueError, match=r"precision must be in \[2, 16\], got 1099511627776"):
+            call(2**40)
+
+
 def test_intervals_broadcast_and_shape():
     values = np.arange(-6, 6, dtype=np.int32).reshape(3, 4)
     start, freq = fc.parametric_intervals(values, "laplace", means=np.zeros((3, 1)), scales=2.0)

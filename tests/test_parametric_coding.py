@@ -176,8 +176,11 @@ def test_parameters_out_of_range(means, scales, match):
 def test_argument_errors():
     with pytest.raises(ValueError, match="family"):
         fc.encode_parametric([1], "cauchy", 0.0, 1.0)
-    for p in (1, 17, 8.0, True):
+    for p in (1, 17):
         with pytest.raises(ValueError, match="precision"):
+            fc.encode_parametric([1], "gaussian", 0.0, 1.0, precision=p)
+    for p in (8.0, True):  # the one precision check of every builder and coder: a non-integer is a TypeError
+        with pytest.raises(TypeError, match="precision must be an integer"):
             fc.encode_parametric([1], "gaussian", 0.0, 1.0, precision=p)
     with pytest.raises(ValueError, match="broadcast"):
         fc.encode_parametric([1, 2, 3], "gaussian", [0.0, 1.0], 1.0)

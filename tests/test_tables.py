@@ -24,6 +24,7 @@ from strategies import (
     any_tables,
     build_parametric,
     effective_lengths,
+    wide_pmf_rows,
     parametric_args,
     pmf_tables,
     reference_mass,
@@ -59,11 +60,26 @@ def check_invariants(t: fc.CdfTables) -> None:
 
 @given(pmf_tables())
 def test_from_pmf_invariants(case):
-    t, pmf, offsets, lengths = case
+    t, pmf, offsets, lengths, support = case
     check_invariants(t)
     assert len(t) == pmf.shape[0]
-    np.testing.assert_array_equal(t.offsets, offsets)
-    np.testing.assert_array_equal(t.lengths, effective_lengths(pmf, lengths))
+    given_lengths = np.array(effective_lengths(pmf, lengths))
+    if support == "given":
+        np.testing.assert_array_equal(t.offsets, offsets)
+        np.testing.assert_array_equal(t.lengths, given_lengths)
+    else:  # a run of the given columns
+        assert (t.offsets >= offsets).all()
+        assert (t.offsets.astype(np.int64) + t.lengths <= offsets + given_lengths).all()
+
+
+@given(wide_pmf_rows())
+def test_optimal_support_invariants_on_wide_rows(case):
+    pmf, offsets, precision = case
+    t = fc.CdfTables.from_pmf(pmf, offsets, precision=precision)
+    check_invariants(t)
+    lengths = np.array(effective_lengths(pmf, None))
+    assert (t.offsets >= offsets).all() and (t.offsets.astype(np.int64) + t.lengths <= offsets + lengths).all()
+    assert fc.CdfTables.from_bytes(t.to_bytes()) == t
 
 
 @given(parametric_args())
@@ -93,7 +109,7 @@ def test_docstring_example_freqs():
 
 def test_default_lengths_drop_trailing_zeros_keep_inner_zeros():
     pmf = np.array([[0.0, 0.3, 0.0, 0.2, 0.0, 0.0], [0.5, 0.0, 0.0, 0.0, 0.0, 0.5]])
-    t = fc.CdfTables.from_pmf(pmf, [10, -3], precision=8)
+    t = fc.CdfTables.from_pmf(pmf, [10, -3], precision=8, support="given")
     np.testing.assert_array_equal(t.lengths, [4, 6])
     f0 = t.freqs(0)
     assert f0[0] == 1 and f0[2] == 1, "zeros inside the support keep the minimum frequency"
@@ -106,7 +122,7 @@ def test_default_lengths_drop_trailing_zeros_keep_inner_zeros():
 
 def test_explicit_lengths_override_default():
     pmf = np.array([[0.2, 0.2, 0.2, 0.2, 0.2]])
-    t = fc.CdfTables.from_pmf(pmf, [0], lengths=[2], precision=10)
+    t = fc.CdfTables.from_pmf(pmf, [0], lengths=[2], precision=10, support="given")
     assert t.lengths.tolist() == [2]
     f = t.freqs(0)
     # 0.4 of the mass in the support, the remaining 0.6 on the escape.
@@ -135,6 +151,12 @@ def test_lowest_precisions(precision):
         assert t.freqs(0).tolist() == [1, 1]
     else:
         assert t.freqs(0).tolist() == [3, 1]
+
+
+def test_no_rows():
+    t = fc.CdfTables.from_pmf(np.zeros((0, 0)), np.zeros(0, np.int32))
+    assert len(t) == 0 and fc.CdfTables.from_bytes(t.to_bytes()) == t
+    assert len(fc.CdfTables.from_pmf(np.zeros((0, 5)), np.zeros(0, np.int32), support="given")) == 0
 
 
 def test_empty_parametric_family():
@@ -241,7 +263,7 @@ def test_from_pmf_is_rate_optimal(case, total):
         if total is not None:
             row *= total / row.sum()
     t = fc.CdfTables.from_pmf(pmf, np.zeros(len(pmf), np.int32), lengths=np.full(len(pmf), pmf.shape[1]),
-                              precision=precision)
+                              precision=precision, support="given")
     for i, row in enumerate(pmf):
         p = coding_distribution(row)
         f = t.freqs(i).astype(np.int64)
@@ -256,11 +278,146 @@ def test_rate_optimal_beats_naive_rounding_example():
     row = np.array([0.9, 0.05, 0.03, 0.015, 0.005])
     for precision in (3, 4, 5, 6):
         m = 1 << precision
-        t = fc.CdfTables.from_pmf(row[None], [0], precision=precision)
+        t = fc.CdfTables.from_pmf(row[None], [0], precision=precision, support="given")
         p = coding_distribution(row)
         got = sum(-pi * math.log2(fi / m) for pi, fi in zip(p, t.freqs(0)) if pi > 0)
         best = brute_force_expected_length(p, m) if precision < 6 else optimal_expected_length(p, m)
         assert got == pytest.approx(best, rel=1e-9)
+
+
+# --- rate-optimal support ---------------------------------------------------------------
+#
+# An independent model of the support objective (src/cpp/tables/table_math.h,
+# "rate-optimal support"): the expected code length of a row when columns
+# [a, b) keep frequencies and the rest are escaped, each escaped value paying
+# the escape's code plus its raw code, 6 + floor(log2 e) bits
+# (docs/format.md, "Escape stream").  The optimal quantization of a support
+# comes from the textbook greedy (every symbol at 1, then each unit to the
+# largest gain), not from the library's exchange algorithm.
+
+
+def greedy_quantization_cost(q: list[float], m: int) -> float:
+    """min over integer f >= 1 with sum m of -sum q_i log2(f_i / m)."""
+    import heapq
+
+    f = [1] * len(q)
+    heap = [(-(qi * math.log2(2.0)), i) for i, qi in enumerate(q)]
+    heapq.heapify(heap)
+    for _ in range(m - len(q)):
+        _, i = heapq.heappop(heap)
+        f[i] += 1
+        heapq.heappush(heap, (-(q[i] * math.log2((f[i] + 1) / f[i])), i))
+    return sum(-qi * math.log2(fi / m) for qi, fi in zip(q, f) if qi > 0)
+
+
+def raw_escape_bits(d: int, below: bool) -> int:
+    e = 2 * d + (2 if below else 1)
+    return 6 + e.bit_length() - 1
+
+
+def support_cost(p: list[float], a: int, b: int, m: int) -> float:
+    """Expected bits of the row p (columns, then the mass missing from 1) with support [a, b)."""
+    cols, missing = p[:-1], p[-1]
+    raw = sum(cols[k] * raw_escape_bits(a - 1 - k, True) for k in range(a))
+    raw += sum(cols[k] * raw_escape_bits(k - b, False) for k in range(b, len(cols)))
+    escape = missing + sum(cols[:a]) + sum(cols[b:])
+    return greedy_quantization_cost(cols[a:b] + [escape], m) + raw
+
+
+def chosen_support(t: fc.CdfTables, i: int, offset: int) -> tuple[int, int]:
+    a = int(t.offsets[i]) - offset
+    return a, a + int(t.lengths[i])
+
+
+@given(st.integers(1, 7), st.integers(1, 14), st.sampled_from(["laplace", "random", "spiky"]),
+       st.sampled_from([1.0, 0.9, 0.2, 2.0]), st.integers(0, 2**32 - 1))
+def test_optimal_support_against_the_reference_objective(precision, width, kind, total, seed):
+    rng = np.random.default_rng(seed)
+    m = 1 << precision
+    k = np.arange(width) - rng.integers(0, width)
+    if kind == "laplace":
+        row = np.exp(-np.abs(k) / np.exp(rng.uniform(np.log(0.1), np.log(30.0))))
+    elif kind == "random":
+        row = rng.random(width) ** rng.uniform(1, 12)
+    else:
+        row = (rng.random(width) < 0.3) * rng.random(width)
+        row[rng.integers(0, width)] = 1.0
+    row = row * total / row.sum()
+    t = fc.CdfTables.from_pmf(row[None], [7], lengths=[width], precision=precision)
+    p = coding_distribution(row)
+    a, b = chosen_support(t, 0, 7)
+    cost = support_cost(p, a, b, m)
+    tol = 1e-9 * max(cost, 1.0)
+    if width + 1 <= m:
+        assert cost <= support_cost(p, 0, width, m) + tol, "never worse than every column"
+    neighbours = [(a - 1, b), (a + 1, b), (a, b - 1), (a, b + 1), (a - 1, b - 1), (a + 1, b + 1)]
+    local = all(support_cost(p, na, nb, m) >= cost - tol for na, nb in neighbours
+                if 0 <= na < nb <= width and nb - na + 1 <= m)
+    assert local or (a, b) == (0, width), f"support [{a}, {b}) is not a local minimum"
+    if kind == "laplace":  # unimodal: the local minimum is the global one
+        best = min(support_cost(p, x, y, m) for x in range(width) for y in range(x + 1, width + 1) if y - x + 1 <= m)
+        assert cost <= best + tol, (a, b, cost, best)
+
+
+def laplace_rows(b: np.ndarray, half_width: int) -> np.ndarray:
+    k = np.abs(np.arange(-half_width, half_width + 1, dtype=np.float64))
+    upper, lower = k + 0.5, np.maximum(k - 0.5, 0.0)
+    return 0.5 * (np.exp(-lower / b[:, None]) - np.exp(-upper / b[:, None])) * np.where(k == 0, 2.0, 1.0)
+
+
+def expected_bits(t: fc.CdfTables, pmf: np.ndarray, offset: int) -> float:
+    """Expected bits per symbol of the rows pmf (values offset, offset + 1, ...) under t, averaged."""
+    total = 0.0
+    for i, row in enumerate(pmf):
+        values = np.arange(row.size) + offset
+        total += float((row * [information_bits(t, i, int(v)) for v in values]).sum())
+    return total / len(pmf)
+
+
+def information_bits(t: fc.CdfTables, i: int, v: int) -> float:
+    return fc.information_content(np.array([v]), t, np.array([i]))
+
+
+@pytest.mark.parametrize("half_width", [200, 1000])
+def test_wide_laplace_rows_cost_within_a_hundredth_of_a_percent(half_width):
+    # The factorized workload's rows given far wider than their mass: with
+    # every column kept they cost +0.2 % to +1.2 % over the exact model.
+    b = np.array([0.3, 0.7, 1.5, 3.0, 8.0])
+    pmf = laplace_rows(b, half_width)
+    entropy = float(-(pmf * np.log2(np.where(pmf > 0, pmf, 1.0))).sum()) / len(b)
+    offsets = np.full(len(b), -half_width)
+    optimal = expected_bits(fc.CdfTables.from_pmf(pmf, offsets), pmf, -half_width)
+    every = expected_bits(fc.CdfTables.from_pmf(pmf, offsets, support="given"), pmf, -half_width)
+    assert optimal / entropy - 1 < 1e-4, (optimal, entropy)
+    assert every / entropy - 1 > 1e-3, "the test's rows must be wide enough to matter"
+
+
+def test_given_support_keeps_every_column_and_explicit_lengths():
+    pmf = laplace_rows(np.array([0.5]), 40)
+    t = fc.CdfTables.from_pmf(pmf, [-40], support="given")
+    assert t.offsets.tolist() == [-40] and t.lengths.tolist() == [81]
+    t = fc.CdfTables.from_pmf(pmf, [-40], lengths=[50], support="given")
+    assert t.offsets.tolist() == [-40] and t.lengths.tolist() == [50]
+    narrow = fc.CdfTables.from_pmf(pmf, [-40])
+    assert -40 < narrow.offsets[0] < 0 and 0 < narrow.offsets[0] + narrow.lengths[0] <= 41
+    # Explicit lengths bound the optimal support too.
+    short = fc.CdfTables.from_pmf(pmf, [-40], lengths=[38])
+    assert short.offsets[0] + short.lengths[0] <= -40 + 38
+
+
+def test_optimal_support_fits_rows_wider_than_the_precision():
+    pmf = laplace_rows(np.array([2.0, 50.0]), 300)  # 601 columns at precision 8
+    t = fc.CdfTables.from_pmf(pmf, [-300, -300], precision=8)
+    check_invariants(t)
+    assert (t.lengths + 1 <= 256).all()
+    with pytest.raises(ValueError, match="do not fit precision 8"):
+        fc.CdfTables.from_pmf(pmf, [-300, -300], precision=8, support="given")
+
+
+@pytest.mark.parametrize("support", ["full", None, 1, "OPTIMAL"])
+def test_from_pmf_rejects_unknown_support(support):
+    with pytest.raises(ValueError, match="support must be one of"):
+        fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], support=support)
 
 
 # --- parametric tables against stdlib references -------------------------------------
@@ -360,9 +517,15 @@ GOLDEN = {
     "logistic 8": "84b9e8b3c67d23cc5a78278d1477702d",
     "logistic 12": "5e5ab691b878c6f0b3801a7a31ac5431",
     "logistic 16": "0b8246c202f2e06ebda869e14477825d",
-    "pmf 4": "dd4684dafd73b5d9db8f026d441759f3",
-    "pmf 10": "e0b62372f4f88f08b5c9d562dd0302fd",
-    "pmf 16": "a1aae7d7b0b8e43b16fb8514362bf4bd",
+    # The default, support="optimal" (it drops the rows' negligible edge
+    # columns; these changed when the optimal support was introduced).
+    "pmf 4": "14d71db20754569e579e78d3f2758464",
+    "pmf 10": "e34d38c66e484feefe643eef7f0e6ae0",
+    "pmf 16": "e2ecbdec110560b1e3d7b64eba0d3cf7",
+    # support="given": the tables every from_pmf built before.
+    "pmf given 4": "dd4684dafd73b5d9db8f026d441759f3",
+    "pmf given 10": "e0b62372f4f88f08b5c9d562dd0302fd",
+    "pmf given 16": "a1aae7d7b0b8e43b16fb8514362bf4bd",
 }
 
 _HASH_SCRIPT = f"""
@@ -375,6 +538,8 @@ for fam in ("gaussian", "laplace", "logistic"):
 for p in (4, 10, 16):
     t = fc.CdfTables.from_pmf(np.array({GOLDEN_PMF!r}), {GOLDEN_OFFSETS!r}, precision=p)
     out[f"pmf {{p}}"] = hashlib.sha256(t.to_bytes()).hexdigest()[:32]
+    t = fc.CdfTables.from_pmf(np.array({GOLDEN_PMF!r}), {GOLDEN_OFFSETS!r}, precision=p, support="given")
+    out[f"pmf given {{p}}"] = hashlib.sha256(t.to_bytes()).hexdigest()[:32]
 print(json.dumps(out))
 """
 
@@ -405,8 +570,8 @@ def test_tables_match_golden_hashes():
 
 @given(pmf_tables())
 def test_from_pmf_is_deterministic(case):
-    t, pmf, offsets, lengths = case
-    again = fc.CdfTables.from_pmf(pmf.copy(), offsets.copy(), lengths=lengths, precision=t.precision)
+    t, pmf, offsets, lengths, support = case
+    again = fc.CdfTables.from_pmf(pmf.copy(), offsets.copy(), lengths=lengths, precision=t.precision, support=support)
     assert again == t and again.to_bytes() == t.to_bytes()
 
 
@@ -525,6 +690,35 @@ def test_from_bytes_rejects_forged_blobs(kwargs, fragment):
         fc.CdfTables.from_bytes(_forge(**kwargs))
 
 
+def test_refused_blob_allocates_nothing(tmp_path):
+    # A large blob of one-symbol rows whose last row is bad: every count fits
+    # the blob, so only a reader that allocates before it has validated the
+    # frequencies pays for the rows (about twice the blob).
+    n = 1 << 20
+    rows = np.zeros(n, dtype=[("offset", "<i4"), ("length", "<u4")])
+    rows["length"] = 1
+    freqs = np.tile(np.array([65535, 1], "<u2"), n)
+    freqs[-1] = 2
+    body = b"FCTB" + bytes([1, 16, 0, 0]) + struct.pack("<I", n) + rows.tobytes() + freqs.tobytes()
+    path = tmp_path / "bad.fctb"
+    path.write_bytes(_seal(body))
+    script = f"""
+import resource, featcodec as fc
+blob = open({str(path)!r}, "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    fc.CdfTables.from_bytes(blob)
+except ValueError as e:
+    assert "row {n - 1}: frequencies must sum" in str(e), e
+else:
+    raise AssertionError("accepted")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / len(blob))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 0.25, f"peak memory grew by {float(result.stdout):.2f}x the blob"
+
+
 def test_from_bytes_type_errors():
     blob = fc.CdfTables.gaussian([1.0]).to_bytes()
     with pytest.raises(TypeError, match="blob must be bytes"):
@@ -587,9 +781,10 @@ def test_parametric_rejects_precision(family, precision):
 def test_from_pmf_rejects_rows_too_long_for_precision(width, precision):
     pmf = np.full((2, width), 1.0 / width)
     with pytest.raises(ValueError, match=f"row 0: {width} symbols plus the escape do not fit precision {precision}"):
-        fc.CdfTables.from_pmf(pmf, [0, 0], precision=precision)
-    # One symbol fewer fits.
-    check_invariants(fc.CdfTables.from_pmf(pmf[:, 1:], [0, 0], precision=precision))
+        fc.CdfTables.from_pmf(pmf, [0, 0], precision=precision, support="given")
+    # One symbol fewer fits; the optimal support narrows any row to fit.
+    check_invariants(fc.CdfTables.from_pmf(pmf[:, 1:], [0, 0], precision=precision, support="given"))
+    check_invariants(fc.CdfTables.from_pmf(pmf, [0, 0], precision=precision))
 
 
 def test_from_pmf_rejects_support_past_int32():
@@ -612,6 +807,9 @@ def test_from_pmf_rejects_support_past_int32():
         (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], lengths=[0]), ValueError, "row 0: length 0"),
         (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], lengths=[1.0]), ValueError, "lengths must be an integer"),
         (dict(pmf=np.array([[0.5, 0.5]] * 2), offsets=[0, 0], lengths=[1]), ValueError, "lengths must be"),
+        (dict(pmf=np.zeros((2, 0)), offsets=[0, 0]), ValueError, r"at least one column, got shape \(2, 0\)"),
+        (dict(pmf=np.zeros((2, 0)), offsets=[0, 0], lengths=[1, 1]), ValueError, "at least one column"),
+        (dict(pmf=np.array([[0.5, 0.5]]), offsets=[0], precision=16.0), TypeError, "precision must be an integer"),
     ],
 )
 def test_from_pmf_argument_errors(kwargs, error, fragment):

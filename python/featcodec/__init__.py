@@ -13,6 +13,7 @@ table kernels are in :mod:`featcodec.cuda`, imported on demand.
 """
 
 from ._core import FORMAT_VERSION
+from ._family import Family
 from ._tables import CdfTables, default_tail_mass
 from ._coding import DEFAULT_CHUNK_SIZE, DecodeError, decode, encode, information_content
 from ._parametric import decode_parametric, element_cdf, encode_parametric, parametric_intervals, scale_index
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DecodeError",
     "FORMAT_VERSION",
+    "Family",
     "decode",
     "decode_parametric",
     "default_tail_mass",

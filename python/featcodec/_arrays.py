@@ -37,3 +37,12 @@ def as_shape(shape: object) -> tuple[int, ...]:
     if any(d < 0 for d in dims):
         raise ValueError(f"shape must not have negative dimensions: {dims}")
     return dims
+
+
+def check_precision(precision: object, low: int = 1) -> int:
+    """``precision`` as an int in [low, 16]: TypeError for a non-integer, ValueError outside."""
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
+        raise TypeError(f"precision must be an integer, got {precision!r}")
+    if not low <= precision <= 16:
+        raise ValueError(f"precision must be in [{low}, 16], got {precision}")
+    return int(precision)

@@ -3,12 +3,12 @@ the CUDA kernels in :mod:`featcodec.cuda` (same native arithmetic, bit for bit).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
-from ._arrays import as_int32, as_shape
+from ._arrays import as_int32, as_shape, check_precision
 from ._coding import (
     DEFAULT_CHUNK_SIZE,
     Checksum,
@@ -19,20 +19,18 @@ from ._coding import (
     checksum_size,
     required_checksum,
 )
+from ._family import Family
 
-FAMILIES = {"gaussian": 0, "laplace": 1, "logistic": 2}
-
-#: Documented ranges of per-element parameters (ValueError outside).
+#: Documented ranges of per-element parameters (ValueError outside; the
+#: native core checks them, featcodec.cuda's host path too).
 MIN_ELEMENT_SCALE = 2.0**-20
 MAX_ELEMENT_SCALE = 2.0**20
 MAX_ELEMENT_MEAN = 2.0**30
 
 
-def family_code(family: str) -> int:
-    try:
-        return FAMILIES[family]
-    except (KeyError, TypeError):
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}") from None
+def valid_element_params(means: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Where a mean and scale are within the documented ranges (False for NaN)."""
+    return (np.abs(means) <= MAX_ELEMENT_MEAN) & (scales >= MIN_ELEMENT_SCALE) & (scales <= MAX_ELEMENT_SCALE)
 
 
 def _float_array(values: object, what: str) -> np.ndarray:
@@ -85,7 +83,7 @@ def element_arrays(
 
 
 def parametric_intervals(
-    values: np.ndarray, family: str, means: np.ndarray, scales: np.ndarray, precision: int = 16
+    values: np.ndarray, family: Union[Family, str], means: np.ndarray, scales: np.ndarray, precision: int = 16
 ) -> Tuple[np.ndarray, np.ndarray]:
     """The (start, frequency) of each value under its own discretized
     distribution (mean and scale per element), as uint32 arrays.
@@ -102,18 +100,22 @@ def parametric_intervals(
     >>> freq.tolist()  # a likely value, a less likely one, an escape
     [25092, 15840, 2]
     """
-    precision = _check_precision(precision)
+    code = Family.of(family)
+    precision = check_precision(precision, low=2)
     v, mu, s = element_arrays(values, means, scales)
-    packed = _core.element_intervals(family_code(family), v, mu, s, int(precision))
+    packed = _core.element_intervals(int(code), v, mu, s, precision)
     return packed & 0xFFFF, packed >> 16
 
 
-def element_cdf(family: str, mean: float, scale: float, precision: int = 16) -> Tuple[int, np.ndarray]:
+def element_cdf(
+    family: Union[Family, str], mean: float, scale: float, precision: int = 16
+) -> Tuple[int, np.ndarray]:
     """(k_min, cdf) of one element's quantized distribution: cdf[j] is the
     start of value k_min + j for j < n, cdf[n] the escape's start and
     cdf[n + 1] = 2**precision."""
-    k_min, cdf = _core.element_cdf(family_code(family), _scalar(mean, "mean"), _scalar(scale, "scale"),
-                                   _check_precision(precision))
+    code = Family.of(family)
+    precision = check_precision(precision, low=2)
+    k_min, cdf = _core.element_cdf(int(code), _scalar(mean, "mean"), _scalar(scale, "scale"), precision)
     return int(k_min), cdf
 
 
@@ -124,12 +126,6 @@ def _scalar(value: object, what: str) -> float:
 
 
 # --- coding with per-element models ---------------------------------------------------
-
-
-def _check_precision(precision: object) -> int:
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or not 2 <= precision <= 16:
-        raise ValueError(f"precision must be an integer in [2, 16], got {precision!r}")
-    return int(precision)
 
 
 def _element_params(means: object, scales: object, shape: Tuple[int, ...]) -> Tuple[np.ndarray, np.ndarray]:
@@ -171,7 +167,7 @@ def _fits(a: np.ndarray, shape: Tuple[int, ...]) -> bool:
 
 def encode_parametric(
     symbols: np.ndarray,
-    family: str,
+    family: Union[Family, str],
     means: np.ndarray,
     scales: np.ndarray,
     *,
@@ -212,19 +208,20 @@ def encode_parametric(
     True
     """
     values = as_int32(symbols, "symbols")
-    p = _check_precision(precision)
+    code = Family.of(family)
+    p = check_precision(precision, low=2)
     mu, s = _element_params(means, scales, values.shape)
     packed = None if intervals is None else _packed_intervals(intervals, values.shape)
     size = checksum_size(checksum)
     aad = _context(context, size)
     return _core.encode_elements(
-        values, family_code(family), mu, s, packed, p, size, aad, _threads(threads), _chunk_bits(chunk_size)
+        values, int(code), mu, s, packed, p, size, aad, _threads(threads), _chunk_bits(chunk_size)
     )
 
 
 def decode_parametric(
     data: bytes,
-    family: str,
+    family: Union[Family, str],
     means: np.ndarray,
     scales: np.ndarray,
     *,
@@ -243,10 +240,10 @@ def decode_parametric(
     checksum and context: as for :func:`decode`.
     """
     _check_data(data)
-    p = _check_precision(precision)
+    code = Family.of(family)
+    p = check_precision(precision, low=2)
     required = required_checksum(checksum, context)
     aad = _context(context, None)
-    code = family_code(family)
     if shape is None:
         try:
             shape = np.broadcast_shapes(np.shape(means), np.shape(scales))
@@ -254,4 +251,4 @@ def decode_parametric(
             raise ValueError(f"means {np.shape(means)} and scales {np.shape(scales)} do not broadcast") from None
     shape = as_shape(shape)
     mu, s = _element_params(means, scales, shape)
-    return _core.decode_elements(bytes(data), code, mu, s, shape, p, required, aad, _threads(threads))
+    return _core.decode_elements(bytes(data), int(code), mu, s, shape, p, required, aad, _threads(threads))

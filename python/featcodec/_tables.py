@@ -7,7 +7,8 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from ._arrays import as_int32
+from ._arrays import as_int32, check_precision
+from ._family import Family
 
 
 def default_tail_mass(precision: int) -> float:
@@ -22,7 +23,7 @@ def default_tail_mass(precision: int) -> float:
     return 2.0 ** (1 - precision)
 
 
-_GAUSSIAN, _LAPLACE, _LOGISTIC = 0, 1, 2
+SUPPORTS = ("optimal", "given")
 
 
 class CdfTables:
@@ -59,6 +60,8 @@ class CdfTables:
         offsets: np.ndarray,
         lengths: Optional[np.ndarray] = None,
         precision: int = 16,
+        *,
+        support: str = "optimal",
     ) -> "CdfTables":
         """Tables from probability rows, quantized rate-optimally.
 
@@ -66,17 +69,32 @@ class CdfTables:
         of the values offsets[i], offsets[i] + 1, ...  The escape gets the mass
         a row is missing from 1 (a row summing to 1 or more is normalized and
         its escape gets the minimum frequency).  lengths: the number of
-        symbols of each row; by default each row up to its last nonzero entry.
+        columns of each row to use; by default each row up to its last
+        nonzero entry.
+
+        support: ``"optimal"`` (default) keeps, per row, the contiguous run of
+        columns that minimizes the row's expected code length, counting what
+        an escaped value costs (the escape's code and its raw bits): far-tail
+        columns too rare to be worth a frequency unit are left to the escape,
+        so the table's offsets and lengths may be narrower than the pmf's.
+        ``"given"`` keeps exactly ``offsets[i] .. offsets[i] + lengths[i] - 1``.
+        Either way the result is deterministic and integer-built.
         """
         pmf = np.asarray(pmf)
         if pmf.dtype.kind not in "fiu":
             raise TypeError(f"pmf must be a float array, got dtype {pmf.dtype}")
         if pmf.ndim != 2:
             raise ValueError(f"pmf must be 2-D (n_tables, L), got shape {pmf.shape}")
+        if pmf.shape[0] and not pmf.shape[1]:
+            raise ValueError(f"pmf rows must have at least one column, got shape {pmf.shape}")
+        if support not in SUPPORTS:
+            raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
         offsets = as_int32(offsets, "offsets")
         if offsets.shape != (pmf.shape[0],):
             raise ValueError(f"offsets must have shape ({pmf.shape[0]},), got {offsets.shape}")
-        if lengths is None:
+        if lengths is None and not pmf.shape[0]:
+            lengths = np.zeros(0, np.int64)
+        elif lengths is None:
             nonzero = pmf != 0
             lengths = np.where(nonzero.any(axis=1), pmf.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
             empty = np.flatnonzero(lengths == 0)
@@ -88,8 +106,9 @@ class CdfTables:
         bad = np.flatnonzero((lengths < 1) | (lengths > pmf.shape[1]))
         if bad.size:
             raise ValueError(f"row {bad[0]}: length {lengths[bad[0]]} must be in [1, {pmf.shape[1]}]")
-        _check_precision(precision, low=1)
-        return cls(_core.Tables.from_pmf(pmf.astype(np.float64), offsets, lengths.astype(np.uint32), precision))
+        precision = check_precision(precision, low=1)
+        return cls(_core.Tables.from_pmf(pmf.astype(np.float64), offsets, lengths.astype(np.uint32), precision,
+                                         support == "optimal"))
 
     @classmethod
     def gaussian(
@@ -101,28 +120,28 @@ class CdfTables:
         support whose outside mass is at most ``tail_mass`` (default:
         :func:`default_tail_mass`); values outside are escaped.
         """
-        return cls._parametric(_GAUSSIAN, scales, precision, tail_mass)
+        return cls._parametric(Family.GAUSSIAN, scales, precision, tail_mass)
 
     @classmethod
     def laplace(cls, scales: np.ndarray, precision: int = 16, tail_mass: Optional[float] = None) -> "CdfTables":
         """One discretized zero-mean Laplace distribution per scale b (density exp(-|x|/b) / 2b)."""
-        return cls._parametric(_LAPLACE, scales, precision, tail_mass)
+        return cls._parametric(Family.LAPLACE, scales, precision, tail_mass)
 
     @classmethod
     def logistic(cls, scales: np.ndarray, precision: int = 16, tail_mass: Optional[float] = None) -> "CdfTables":
         """One discretized zero-mean logistic distribution per scale s (CDF 1 / (1 + exp(-x/s)))."""
-        return cls._parametric(_LOGISTIC, scales, precision, tail_mass)
+        return cls._parametric(Family.LOGISTIC, scales, precision, tail_mass)
 
     @classmethod
-    def _parametric(cls, family: int, scales: np.ndarray, precision: int, tail_mass: Optional[float]) -> "CdfTables":
+    def _parametric(cls, family: Family, scales: np.ndarray, precision: int, tail_mass: Optional[float]) -> "CdfTables":
         scales = np.asarray(scales)
         if scales.dtype.kind not in "fiu":
             raise TypeError(f"scales must be a float array, got dtype {scales.dtype}")
         if scales.ndim != 1:
             raise ValueError(f"scales must be 1-D, got shape {scales.shape}")
-        _check_precision(precision, low=2)
+        precision = check_precision(precision, low=2)
         tail_mass = default_tail_mass(precision) if tail_mass is None else float(tail_mass)
-        return cls(_core.Tables.parametric(family, scales.astype(np.float64), precision, tail_mass))
+        return cls(_core.Tables.parametric(int(family), scales.astype(np.float64), precision, tail_mass))
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "CdfTables":
@@ -178,9 +197,3 @@ class CdfTables:
     def __repr__(self) -> str:
         return f"CdfTables(n_tables={len(self)}, precision={self.precision})"
 
-
-def _check_precision(precision: int, low: int) -> None:
-    if not isinstance(precision, (int, np.integer)) or isinstance(precision, bool):
-        raise TypeError(f"precision must be an integer, got {precision!r}")
-    if not low <= precision <= 16:
-        raise ValueError(f"precision must be in [{low}, 16], got {precision}")

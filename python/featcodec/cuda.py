@@ -30,12 +30,14 @@ True
 from __future__ import annotations
 
 import importlib
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from ._parametric import check_table_scales, element_arrays, family_code
-from ._tables import CdfTables, _check_precision, default_tail_mass
+from ._arrays import as_int32, check_precision
+from ._family import Family
+from ._parametric import check_table_scales, element_arrays, valid_element_params
+from ._tables import SUPPORTS, CdfTables, default_tail_mass
 
 _state: dict = {}
 
@@ -118,7 +120,7 @@ def scale_index(scales: Any, table_scales: np.ndarray, *, out: Any = None, strea
 
 def parametric_intervals(
     values: Any,
-    family: str,
+    family: Union[Family, str],
     means: Any,
     scales: Any,
     precision: int = 16,
@@ -136,27 +138,26 @@ def parametric_intervals(
     (ValueError) as by the CPU reference.
     """
     module = _require()
-    code = family_code(family)
-    if not isinstance(precision, (int, np.integer)) or not 2 <= precision <= 16:
-        raise ValueError(f"precision must be an integer in [2, 16], got {precision!r}")
+    code = Family.of(family)
+    precision = check_precision(precision, low=2)
     if not (_on_device(values) or _on_device(means) or _on_device(scales)):
         values, means, scales = element_arrays(values, means, scales)
         from . import _core
 
         # Validation as the CPU reference does it (same messages), on an empty slice.
-        _core.element_intervals(code, values.reshape(-1)[:0], means.reshape(-1)[:0], scales.reshape(-1)[:0], 2)
-        bad = ~((np.abs(means) <= 2.0**30) & (scales >= 2.0**-20) & (scales <= 2.0**20))
+        _core.element_intervals(int(code), values.reshape(-1)[:0], means.reshape(-1)[:0], scales.reshape(-1)[:0], 2)
+        bad = ~valid_element_params(means, scales)
         if bad.any():
             raise ValueError(f"element {int(np.argmax(bad.reshape(-1)))}: mean must be finite within +-2**30 "
                              "and scale in [2**-20, 2**20]")
-    result = module.element_intervals(code, values, means, scales, int(precision), out,
+    result = module.element_intervals(int(code), values, means, scales, precision, out,
                                       _stream(stream, values, means, scales, out))
     return result
 
 
-def _parametric(family: int, scales: Any, precision: int, tail_mass: Optional[float], stream: Any) -> CdfTables:
+def _parametric(family: Family, scales: Any, precision: int, tail_mass: Optional[float], stream: Any) -> CdfTables:
     module = _require()
-    _check_precision(precision, low=2)
+    precision = check_precision(precision, low=2)
     tail_mass = default_tail_mass(precision) if tail_mass is None else float(tail_mass)
     if not 0.0 < tail_mass < 1.0:
         raise ValueError("tail_mass must be in (0, 1)")
@@ -164,44 +165,58 @@ def _parametric(family: int, scales: Any, precision: int, tail_mass: Optional[fl
         scales = np.asarray(scales, dtype=np.float64)
         if scales.ndim != 1:
             raise ValueError(f"scales must be 1-D, got shape {scales.shape}")
-    offsets, lengths, freqs = module.parametric_tables(family, scales, int(precision), tail_mass,
+    offsets, lengths, freqs = module.parametric_tables(int(family), scales, precision, tail_mass,
                                                        _stream(stream, scales))
     from . import _core
 
-    return CdfTables(_core.Tables.from_freqs(int(precision), offsets, lengths, freqs))
+    return CdfTables(_core.Tables.from_freqs(precision, offsets, lengths, freqs))
 
 
 def gaussian(scales: Any, precision: int = 16, tail_mass: Optional[float] = None, *, stream: Any = None) -> CdfTables:
     """:meth:`featcodec.CdfTables.gaussian` built on the GPU (equal tables)."""
-    return _parametric(0, scales, precision, tail_mass, stream)
+    return _parametric(Family.GAUSSIAN, scales, precision, tail_mass, stream)
 
 
 def laplace(scales: Any, precision: int = 16, tail_mass: Optional[float] = None, *, stream: Any = None) -> CdfTables:
     """:meth:`featcodec.CdfTables.laplace` built on the GPU (equal tables)."""
-    return _parametric(1, scales, precision, tail_mass, stream)
+    return _parametric(Family.LAPLACE, scales, precision, tail_mass, stream)
 
 
 def logistic(scales: Any, precision: int = 16, tail_mass: Optional[float] = None, *, stream: Any = None) -> CdfTables:
     """:meth:`featcodec.CdfTables.logistic` built on the GPU (equal tables)."""
-    return _parametric(2, scales, precision, tail_mass, stream)
+    return _parametric(Family.LOGISTIC, scales, precision, tail_mass, stream)
 
 
 def tables_from_pmf(
-    pmf: Any, offsets: np.ndarray, lengths: np.ndarray, precision: int = 16, *, stream: Any = None
+    pmf: Any,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    precision: int = 16,
+    *,
+    support: str = "optimal",
+    stream: Any = None,
 ) -> CdfTables:
     """:meth:`featcodec.CdfTables.from_pmf` on the GPU, one thread per row.
 
     pmf: (n_tables, L) float64, on the device or the host; ``lengths`` (the
-    symbols of each row) is required here.  Equal to the CPU tables.
+    columns of each row) is required here.  ``support`` as for from_pmf.
+    Equal to the CPU tables.
     """
     module = _require()
-    _check_precision(precision, low=1)
+    precision = check_precision(precision, low=1)
+    if support not in SUPPORTS:
+        raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}")
     if not _on_device(pmf):
         pmf = np.ascontiguousarray(pmf, dtype=np.float64)
+    offsets = as_int32(offsets, "offsets")
     lengths = np.asarray(lengths, dtype=np.int64)
-    freqs = module.pmf_tables(pmf, lengths.astype(np.uint32), int(precision), _stream(stream, pmf))
+    if offsets.shape != lengths.shape:
+        raise ValueError(f"offsets {offsets.shape} and lengths {lengths.shape} must have one entry per row")
+    if (offsets.astype(np.int64) + lengths - 1 > np.iinfo(np.int32).max).any():
+        raise ValueError("a row's offset + length - 1 exceeds int32")
+    first, count, freqs = module.pmf_tables(pmf, lengths.astype(np.uint32), precision, support == "optimal",
+                                            _stream(stream, pmf))
     from . import _core
-    from ._arrays import as_int32
 
-    return CdfTables(_core.Tables.from_freqs(int(precision), as_int32(offsets, "offsets"), lengths.astype(np.uint32),
+    return CdfTables(_core.Tables.from_freqs(precision, (offsets + first).astype(np.int32), count.astype(np.uint32),
                                              freqs))

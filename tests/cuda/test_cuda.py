@@ -107,8 +107,26 @@ def test_pmf_tables_bit_exact():
         offsets = rng.integers(-1000, 1000, rows)
         cpu = fc.CdfTables.from_pmf(pmf, offsets, lengths, precision)
         assert fcc.tables_from_pmf(pmf, offsets, lengths, precision).to_bytes() == cpu.to_bytes()
+        lengths = np.minimum(lengths, 2**precision - 1)
+        cpu = fc.CdfTables.from_pmf(pmf, offsets, lengths, precision, support="given")
+        assert fcc.tables_from_pmf(pmf, offsets, lengths, precision, support="given").to_bytes() == cpu.to_bytes()
         total += rows
     assert total >= 1_000_000
+
+
+@gpu
+def test_wide_pmf_rows_bit_exact():
+    # Rows far wider than their mass: the support search moves a long way.
+    rng = np.random.default_rng(11)
+    b = np.exp(rng.uniform(np.log(0.05), np.log(300.0), 3000))
+    k = np.arange(-1000, 1001, dtype=np.float64)
+    pmf = np.exp(-np.abs(k)[None] / b[:, None])
+    pmf /= pmf.sum(axis=1, keepdims=True) * rng.choice([1.0, 1.01, 0.9], size=(len(b), 1))
+    offsets = np.full(len(b), -1000)
+    lengths = np.full(len(b), k.size)
+    for precision in (16, 10, 4):
+        cpu = fc.CdfTables.from_pmf(pmf, offsets, lengths, precision)
+        assert fcc.tables_from_pmf(pmf, offsets, lengths, precision).to_bytes() == cpu.to_bytes()
 
 
 @gpu

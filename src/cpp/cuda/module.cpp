@@ -153,6 +153,24 @@ const uint64_t* device_log2_table() {
   return table;
 }
 
+// featcodec.Family's value (the enum of tables/detmath.h).
+Family as_family(int code) {
+  if (code < 0 || code > 2) throw py::value_error("unknown family code " + std::to_string(code));
+  return static_cast<Family>(code);
+}
+
+// Quantizer scratch for `entries` table entries (kernels.h), freed on `stream`.
+struct ScratchBuffers {
+  DeviceBuffer pmf, weight, support_weight, trial, heaps;
+  ScratchBuffers(int64_t entries, cudaStream_t stream)
+      : pmf(entries * 8, stream), weight(entries * 8, stream), support_weight(entries * 8, stream),
+        trial(entries * 4, stream), heaps(entries * 16, stream) {}
+  RowScratch view() const {
+    return {pmf.as<double>(), weight.as<uint64_t>(), support_weight.as<uint64_t>(), trial.as<uint32_t>(),
+            heaps.as<int32_t>()};
+  }
+};
+
 std::string availability() {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
@@ -226,8 +244,9 @@ PYBIND11_MODULE(_cuda, m) {
         if (mu.shape != v.shape || s.shape != v.shape)
           throw py::value_error("values, means and scales must have the same shape on the device");
         Output o = output(out, "<u4", v.shape, 4, stream);
-        const double cutoff = element_cutoff(static_cast<Family>(family), precision);
-        cuda::launch_element_intervals(family, static_cast<const int32_t*>(v.ptr), mu.ptr, s.ptr, mu.typestr == "<f4",
+        const Family f = as_family(family);
+        const double cutoff = element_cutoff(f, precision);
+        cuda::launch_element_intervals(f, static_cast<const int32_t*>(v.ptr), mu.ptr, s.ptr, mu.typestr == "<f4",
                                        v.size, precision, cutoff, static_cast<uint32_t*>(o.ptr), stream);
         check(cudaGetLastError(), "element_intervals kernel");
         if (!out.is_none()) return out;
@@ -240,6 +259,7 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "parametric_tables",
       [](int family, const py::object& scales, int precision, double tail_mass, int64_t stream_handle) {
+        const Family fam = as_family(family);
         const cudaStream_t stream = as_stream(stream_handle);
         DeviceArray s = device_array(scales, "scales", {"<f8"}, stream);
         const int64_t n = s.size;
@@ -249,18 +269,18 @@ PYBIND11_MODULE(_cuda, m) {
           if (!(host_scales.at(i) > 0.0 && host_scales.at(i) <= 1.7976931348623157e308))
             throw py::value_error("scale " + std::to_string(i) + " must be positive and finite");
         DeviceBuffer h(n * sizeof(int64_t), stream);
-        cuda::launch_half_widths(family, s.as_ptr<double>(), n, precision, tail_mass, h.as<int64_t>(), stream);
+        cuda::launch_half_widths(fam, s.as_ptr<double>(), n, precision, tail_mass, h.as<int64_t>(), stream);
         check(cudaGetLastError(), "half-width kernel");
         py::array_t<int64_t> half = download(h.as<int64_t>(), {n}, stream);
         std::vector<int64_t> begin(n + 1, 0);
         for (int64_t i = 0; i < n; ++i) begin[i + 1] = begin[i] + 2 * half.at(i) + 2;
         const int64_t entries = begin[n];
         auto d_begin = upload(begin.data(), begin.size(), stream);
-        DeviceBuffer pmf(entries * 8, stream), weight(entries * 8, stream), heaps(entries * 16, stream),
-            freqs(entries * 4, stream), status(n * sizeof(int), stream);
-        cuda::launch_parametric_rows(family, s.as_ptr<double>(), h.as<int64_t>(), d_begin->as<int64_t>(), n, precision,
-                                     device_log2_table(), {pmf.as<double>(), weight.as<uint64_t>(), heaps.as<int32_t>()},
-                                     freqs.as<uint32_t>(), status.as<int>(), stream);
+        ScratchBuffers scratch(entries, stream);
+        DeviceBuffer freqs(entries * 4, stream), status(n * sizeof(int), stream);
+        cuda::launch_parametric_rows(fam, s.as_ptr<double>(), h.as<int64_t>(), d_begin->as<int64_t>(), n, precision,
+                                     device_log2_table(), scratch.view(), freqs.as<uint32_t>(), status.as<int>(),
+                                     stream);
         check(cudaGetLastError(), "parametric rows kernel");
         py::array_t<int> st = download(status.as<int>(), {n}, stream);
         for (int64_t i = 0; i < n; ++i)
@@ -276,11 +296,12 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("family"), py::arg("scales"), py::arg("precision"), py::arg("tail_mass"), py::arg("stream"));
 
-  // pmf rows: freqs on the host; ValueError naming the first bad row.
+  // pmf rows: (first, count, freqs) on the host, freqs row after row
+  // (count[i] + 1 each); ValueError naming the first bad row.
   m.def(
       "pmf_tables",
       [](const py::object& pmf, py::array_t<uint32_t, py::array::c_style | py::array::forcecast> lengths,
-         int precision, int64_t stream_handle) {
+         int precision, bool optimal_support, int64_t stream_handle) {
         const cudaStream_t stream = as_stream(stream_handle);
         DeviceArray p = device_array(pmf, "pmf", {"<f8"}, stream);
         if (p.shape.size() != 2) throw py::value_error("pmf must be 2-D");
@@ -289,19 +310,19 @@ PYBIND11_MODULE(_cuda, m) {
         std::vector<int64_t> begin(n + 1, 0);
         for (int64_t i = 0; i < n; ++i) {
           const uint32_t len = lengths.at(i);
-          if (len < 1 || len > stride || uint64_t{len} + 1 > (uint64_t{1} << precision))
+          if (len < 1 || len > stride || (!optimal_support && uint64_t{len} + 1 > (uint64_t{1} << precision)))
             throw py::value_error("row " + std::to_string(i) + ": bad length " + std::to_string(len));
           begin[i + 1] = begin[i] + len + 1;
         }
         const int64_t entries = begin[n];
         auto d_begin = upload(begin.data(), begin.size(), stream);
         auto d_lengths = upload(lengths.data(), n, stream);
-        DeviceBuffer scratch_pmf(entries * 8, stream), weight(entries * 8, stream), heaps(entries * 16, stream),
-            freqs(entries * 4, stream), status(n * sizeof(int), stream), bad(n * sizeof(int64_t), stream);
+        ScratchBuffers scratch(entries, stream);
+        DeviceBuffer freqs(entries * 4, stream), first(n * sizeof(int64_t), stream), count(n * sizeof(int64_t), stream),
+            status(n * sizeof(int), stream), bad(n * sizeof(int64_t), stream);
         cuda::launch_pmf_rows(p.as_ptr<double>(), n, stride, d_lengths->as<uint32_t>(), d_begin->as<int64_t>(),
-                              precision, device_log2_table(),
-                              {scratch_pmf.as<double>(), weight.as<uint64_t>(), heaps.as<int32_t>()},
-                              freqs.as<uint32_t>(), status.as<int>(), bad.as<int64_t>(), stream);
+                              precision, optimal_support, device_log2_table(), scratch.view(), freqs.as<uint32_t>(),
+                              first.as<int64_t>(), count.as<int64_t>(), status.as<int>(), bad.as<int64_t>(), stream);
         check(cudaGetLastError(), "pmf rows kernel");
         py::array_t<int> st = download(status.as<int>(), {n}, stream);
         for (int64_t i = 0; i < n; ++i) {
@@ -314,7 +335,13 @@ PYBIND11_MODULE(_cuda, m) {
             default: throw std::runtime_error(row + ": quantization failed");
           }
         }
-        return download(freqs.as<uint32_t>(), {entries}, stream);
+        py::array_t<int64_t> first_host = download(first.as<int64_t>(), {n}, stream);
+        py::array_t<int64_t> count_host = download(count.as<int64_t>(), {n}, stream);
+        py::array_t<uint32_t> spread = download(freqs.as<uint32_t>(), {entries}, stream);
+        std::vector<uint32_t> packed;
+        for (int64_t i = 0; i < n; ++i)
+          packed.insert(packed.end(), spread.data() + begin[i], spread.data() + begin[i] + count_host.at(i) + 1);
+        return py::make_tuple(first_host, count_host, py::array(py::cast(packed)));
       },
-      py::arg("pmf"), py::arg("lengths"), py::arg("precision"), py::arg("stream"));
+      py::arg("pmf"), py::arg("lengths"), py::arg("precision"), py::arg("optimal_support"), py::arg("stream"));
 }

@@ -122,13 +122,13 @@ py::bytes as_bytes(const std::vector<uint8_t>& v) {
 
 std::shared_ptr<Tables> tables_from_pmf(py::array_t<double, py::array::c_style | py::array::forcecast> pmf,
                                         const std::vector<int32_t>& offsets, const std::vector<uint32_t>& lengths,
-                                        int precision) {
+                                        int precision, bool optimal_support) {
   if (pmf.ndim() != 2) throw py::value_error("pmf must be 2-D");
   const int64_t rows = pmf.shape(0), stride = pmf.shape(1);
   if (static_cast<int64_t>(offsets.size()) != rows || static_cast<int64_t>(lengths.size()) != rows)
     throw py::value_error("offsets and lengths must have one entry per pmf row");
   py::gil_scoped_release release;
-  return Tables::from_pmf(pmf.data(), rows, stride, lengths, offsets, precision);
+  return Tables::from_pmf(pmf.data(), rows, stride, lengths, offsets, precision, optimal_support);
 }
 
 std::shared_ptr<Tables> tables_parametric(int family, py::array_t<double, py::array::c_style | py::array::forcecast> scales,
@@ -295,7 +295,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Tables, std::shared_ptr<Tables>>(m, "Tables")
       .def_static("from_pmf", &tables_from_pmf, py::arg("pmf"), py::arg("offsets"), py::arg("lengths"),
-                  py::arg("precision"))
+                  py::arg("precision"), py::arg("optimal_support"))
       .def_static("parametric", &tables_parametric, py::arg("family"), py::arg("scales"), py::arg("precision"),
                   py::arg("tail_mass"))
       .def_static("from_freqs", &tables_from_freqs, py::arg("precision"), py::arg("offsets"), py::arg("lengths"),

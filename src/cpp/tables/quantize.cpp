@@ -14,15 +14,19 @@ const std::vector<uint64_t>& fixed_log2_table() {
   return table;
 }
 
+RowScratch QuantizeBuffers::scratch(int64_t n) {
+  const size_t size = static_cast<size_t>(n);
+  if (pmf_.size() < size) pmf_.resize(size);
+  if (weight_.size() < 2 * size) weight_.resize(2 * size);
+  if (trial_.size() < size) trial_.resize(size);
+  if (heaps_.size() < 4 * size) heaps_.resize(4 * size);
+  return {pmf_.data(), weight_.data(), weight_.data() + size, trial_.data(), heaps_.data()};
+}
+
 void QuantizeBuffers::quantize(const double* p, int64_t n, int precision, uint32_t* freq) {
-  QuantizeScratch scratch{};  // an invalid n is rejected before scratch is used
-  if (n >= 1 && n <= (int64_t{1} << kMaxPrecision)) {
-    if (weight.size() < static_cast<size_t>(n)) weight.resize(n);
-    if (heaps.size() < 4 * static_cast<size_t>(n)) heaps.resize(4 * n);
-    int32_t* h = heaps.data();
-    scratch = {weight.data(), h, h + n, h + 2 * n, h + 3 * n};
-  }
-  switch (quantize_pmf_core(p, n, precision, freq, scratch, fixed_log2_table().data())) {
+  // An invalid n is rejected before scratch is used.
+  const RowScratch s = (n >= 1 && n <= (int64_t{1} << kMaxPrecision)) ? scratch(n) : RowScratch{};
+  switch (quantize_pmf_core(p, n, precision, freq, s, fixed_log2_table().data())) {
     case kQuantizeOk: return;
     case kQuantizeBadPrecision: throw std::invalid_argument("precision must be in [1, 16]");
     case kQuantizeBadSize:

@@ -6,8 +6,8 @@
 // 62-bit fixed-point weights (one IEEE division each, exactly specified), and
 // log2 is a fixed-point table computed by integer arithmetic.  The same input
 // therefore gives the same table on every machine, and on a GPU: the
-// algorithm itself is quantize_pmf_core in table_math.h, shared with the
-// CUDA kernels.
+// algorithms themselves (quantize_pmf_core, pmf_row_tables) are in
+// table_math.h, shared with the CUDA kernels.
 #pragma once
 
 #include <cstdint>
@@ -25,11 +25,20 @@ const std::vector<uint64_t>& fixed_log2_table();
 // 1 <= n <= 2^precision.  Throws std::invalid_argument otherwise.
 void quantize_pmf(const double* p, int64_t n, int precision, uint32_t* freq);
 
-// The same with caller-owned scratch (resized as needed), for loops over rows.
-struct QuantizeBuffers {
-  std::vector<uint64_t> weight;
-  std::vector<int32_t> heaps;
+// The scratch of table_math.h's row routines, owned and resized as needed,
+// for loops over rows.
+class QuantizeBuffers {
+ public:
+  // quantize_pmf with these buffers.
   void quantize(const double* p, int64_t n, int precision, uint32_t* freq);
+  // Scratch for a row of n entries (the escape included).
+  RowScratch scratch(int64_t n);
+
+ private:
+  std::vector<double> pmf_;
+  std::vector<uint64_t> weight_;
+  std::vector<uint32_t> trial_;
+  std::vector<int32_t> heaps_;
 };
 
 }  // namespace featcodec

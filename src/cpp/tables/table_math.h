@@ -57,13 +57,15 @@ enum QuantizeStatus : int {
   kQuantizeAllZero = 4,
 };
 
-// Caller-provided scratch for quantize_pmf_core: n entries each.
-struct QuantizeScratch {
-  uint64_t* weight;
-  int32_t* gain_heap;
-  int32_t* gain_pos;
-  int32_t* loss_heap;
-  int32_t* loss_pos;
+// Caller-provided scratch for one row of n entries (the escape included):
+// n entries of each array, 4n of `heaps`.  Allocation-free code (a CUDA
+// thread's) hands out slices of one buffer.
+struct RowScratch {
+  double* pmf;              // the row's probabilities, the escape's last
+  uint64_t* weight;         // their fixed-point weights
+  uint64_t* support_weight; // the weights of a candidate support, its escape's last
+  uint32_t* trial;          // that candidate's frequencies
+  int32_t* heaps;           // gain heap, gain positions, loss heap, loss positions
 };
 
 namespace detail {
@@ -151,27 +153,11 @@ struct IndexHeap {
 
 }  // namespace detail
 
-// Quantizes probabilities p[0..n) into frequencies f[0..n) with f_i >= 1 and
-// sum 2^precision, minimizing the expected code length
-// -sum_i p_i log2(f_i / 2^P).  `lg` is the table of fixed_log2(v) for v in
-// [0, kLog2TableSize) (entry 0 unused).  Returns a QuantizeStatus.
-//
-// Probabilities become 62-bit fixed-point weights (one IEEE division each);
-// then everything is integer: start below the optimum, hand out the remaining
-// units one at a time to the largest gain, then move units from the smallest
-// loss to the largest gain while that strictly improves.  For a separable
-// concave objective no improving exchange means optimal.  Gains and losses
-// are ordered by (value, symbol), so the result does not depend on how the
-// heaps break ties.
-FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, uint32_t* freq,
-                                   const QuantizeScratch& scratch, const uint64_t* lg) {
-  if (precision < 1 || precision > kMaxPrecision) return kQuantizeBadPrecision;
-  const int64_t total_freq = int64_t{1} << precision;
-  if (n < 1 || n > total_freq) return kQuantizeBadSize;
-
-  // Fixed-point weights w_i = floor(p_i / sum * 2^62), normalized by the
-  // largest value first so that huge finite values cannot overflow the sum.
-  // (x * 2^62 is exact here, as ldexp would be: x is in [0, 1].)
+// Fixed-point weights w_i = floor(p_i / sum * 2^62) of p[0..n), normalized
+// by the largest value first so that huge finite values cannot overflow the
+// sum (x * 2^62 is exact here, as ldexp would be: x is in [0, 1]).  One IEEE
+// division per entry; everything after it is integer.
+FC_HD inline int pmf_weights(const double* p, int64_t n, uint64_t* w) {
   double largest = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     if (!(p[i] >= 0.0 && p[i] <= 1.7976931348623157e308)) return kQuantizeBadValue;
@@ -180,14 +166,27 @@ FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, ui
   if (!(largest > 0.0)) return kQuantizeAllZero;
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += p[i] / largest;
-  uint64_t* w = scratch.weight;
-  u128 w_total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    w[i] = static_cast<uint64_t>(((p[i] / largest) / sum) * 4611686018427387904.0);
-    w_total += w[i];
-  }
+  for (int64_t i = 0; i < n; ++i) w[i] = static_cast<uint64_t>(((p[i] / largest) / sum) * 4611686018427387904.0);
+  return kQuantizeOk;
+}
 
-  // Start below the optimum's neighbourhood: f_i = 1 + floor(w_i (M - n) / W).
+// Quantizes weights w[0..n) (1 <= n <= 2^precision, sum <= 2^62) into
+// frequencies f[0..n) with f_i >= 1 and sum 2^precision, minimizing
+// -sum_i w_i log2(f_i / 2^P).  `lg` is the table of fixed_log2(v) for v in
+// [0, kLog2TableSize) (entry 0 unused); `heaps` has 4n entries.
+//
+// Start below the optimum's neighbourhood, hand out the remaining units one
+// at a time to the largest gain, then move units from the smallest loss to
+// the largest gain while that strictly improves.  For a separable concave
+// objective no improving exchange means optimal.  Gains and losses are
+// ordered by (value, symbol), so the result does not depend on how the heaps
+// break ties.
+FC_HD inline void quantize_weights(const uint64_t* w, int64_t n, int precision, uint32_t* freq, int32_t* heaps,
+                                   const uint64_t* lg) {
+  const int64_t total_freq = int64_t{1} << precision;
+  u128 w_total = 0;
+  for (int64_t i = 0; i < n; ++i) w_total += w[i];
+  // f_i = 1 + floor(w_i (M - n) / W).
   const u128 spare = static_cast<u128>(total_freq - n);
   int64_t assigned = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -196,10 +195,10 @@ FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, ui
   }
 
   const detail::QuantizeState state{w, freq, lg};
-  detail::IndexHeap<detail::GainOrder> gains{scratch.gain_heap, scratch.gain_pos, 0, {&state}};
-  detail::IndexHeap<detail::LossOrder> losses{scratch.loss_heap, scratch.loss_pos, 0, {&state}};
+  detail::IndexHeap<detail::GainOrder> gains{heaps, heaps + n, 0, {&state}};
+  detail::IndexHeap<detail::LossOrder> losses{heaps + 2 * n, heaps + 3 * n, 0, {&state}};
   for (int32_t i = 0; i < n; ++i) {
-    scratch.loss_pos[i] = -1;
+    losses.pos[i] = -1;
     gains.push(i);
     if (freq[i] > 1) losses.push(i);
   }
@@ -228,7 +227,137 @@ FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, ui
     changed(best);
     changed(cheapest);
   }
+}
+
+// Probabilities p[0..n) into frequencies: pmf_weights, then quantize_weights.
+// Returns a QuantizeStatus.  Uses scratch.weight and scratch.heaps.
+FC_HD inline int quantize_pmf_core(const double* p, int64_t n, int precision, uint32_t* freq,
+                                   const RowScratch& scratch, const uint64_t* lg) {
+  if (precision < 1 || precision > kMaxPrecision) return kQuantizeBadPrecision;
+  if (n < 1 || n > (int64_t{1} << precision)) return kQuantizeBadSize;
+  const int status = pmf_weights(p, n, scratch.weight);
+  if (status != kQuantizeOk) return status;
+  quantize_weights(scratch.weight, n, precision, freq, scratch.heaps, lg);
   return kQuantizeOk;
+}
+
+// --- rate-optimal support ------------------------------------------------------
+//
+// A far-tail column of a pmf row costs the row a frequency unit (1 / 2^P of
+// the probability space, taken from the likely symbols) however rare it is.
+// Left to the escape it costs instead, when it occurs, the escape's code
+// plus its raw code (6 + nb bits, docs/format.md "Escape stream").  So the
+// support [a, b) of the row's columns is chosen to minimize the expected
+// code length of the whole row:
+//
+//   L(a, b) = sum_{a <= k < b} w_k (P - log2 f_k)  +  W_esc (P - log2 f_esc)
+//           + sum_{k < a or k >= b} w_k (6 + nb_k(a, b))
+//
+// with f the quantization of [a, b) (quantize_weights), W_esc the escape's
+// own weight plus the weights left outside, and nb_k the raw code's length
+// for column k relative to the support.  (The mass a row misses from 1 has
+// no column, so its raw bits are not counted: they barely depend on a, b.)
+// L is computed in fixed point (weights 2^-62, bits 2^-48) in 128-bit
+// integers, so the choice is the same on every machine.
+//
+// The search starts at the outermost columns of probability >= 1 / (4M)
+// (where each side's outside mass is at most 2^-P if there are none) and moves
+// each edge, in and out, or both together, with doubling steps while L
+// strictly decreases: a local minimum of the exact objective (no such move
+// by one column lowers L), typically a few quantizations per row; it stops, as every
+// accepted move lowers an integer.  All the columns are taken instead if
+// they cost less, so the result is never worse than the given support.
+
+namespace detail {
+
+// Raw bits of the escape code of a value d >= 0 places beyond the support,
+// above it (e = 2d + 1) or below it (e = 2d + 2): 6 + floor(log2 e).
+FC_HD inline uint64_t raw_escape_bits(int64_t d, bool below) {
+  const uint64_t e = 2 * static_cast<uint64_t>(d) + (below ? 2 : 1);
+  return 6 + static_cast<uint64_t>(63 - count_leading_zeros64(e));
+}
+
+// L(a, b) of the comment above, for columns w[0..len) and the escape's own
+// weight w[len]; quantizes the support into scratch.trial.
+FC_HD inline u128 support_cost(const uint64_t* w, int64_t len, int64_t a, int64_t b, int precision,
+                               const RowScratch& scratch, const uint64_t* lg) {
+  const int64_t n = b - a + 1;
+  uint64_t* sw = scratch.support_weight;
+  u128 cost = 0;
+  uint64_t escape = w[len];
+  for (int64_t k = 0; k < a; ++k) {
+    escape += w[k];
+    cost += static_cast<u128>(w[k]) * (raw_escape_bits(a - 1 - k, true) << kLog2FracBits);
+  }
+  for (int64_t k = b; k < len; ++k) {
+    escape += w[k];
+    cost += static_cast<u128>(w[k]) * (raw_escape_bits(k - b, false) << kLog2FracBits);
+  }
+  for (int64_t k = a; k < b; ++k) sw[k - a] = w[k];
+  sw[n - 1] = escape;
+  quantize_weights(sw, n, precision, scratch.trial, scratch.heaps, lg);
+  const uint64_t full = lg[uint64_t{1} << precision];
+  for (int64_t j = 0; j < n; ++j) cost += static_cast<u128>(sw[j]) * (full - lg[scratch.trial[j]]);
+  return cost;
+}
+
+}  // namespace detail
+
+// The support [*first, *first + *count) of columns w[0..len) (w[len] the
+// escape's own weight, the sum at most 2^62) that minimizes the row's
+// expected code length, as above; *count + 1 <= 2^precision.  Its
+// frequencies (the support's, then the escape's) are in scratch.trial.
+FC_HD inline void optimal_support(const uint64_t* w, int64_t len, int precision, const RowScratch& scratch,
+                                  const uint64_t* lg, int64_t* first, int64_t* count) {
+  const int64_t max_count = (int64_t{1} << precision) - 1;
+  // Start from the outermost columns worth a quarter of a frequency unit:
+  // an edge column is worth its unit when p M exceeds about log2(e) over
+  // the bits its escape would cost beyond P (typically 6 to 9), so the
+  // optimum is near.  A row with no such column starts where each side's
+  // outside mass is 2^-P.
+  const uint64_t unit = static_cast<uint64_t>(int64_t{1} << (62 - precision));  // 1 / M of the weight
+  int64_t a = 0, b = len;
+  while (a < len && w[a] < unit / 4) ++a;
+  if (a < len) {
+    while (w[b - 1] < unit / 4) --b;
+  } else {
+    a = 0;
+    for (uint64_t out = 0; a < len - 1 && out + w[a] <= unit; ++a) out += w[a];
+    for (uint64_t out = 0; b > a + 1 && out + w[b - 1] <= unit; --b) out += w[b - 1];
+  }
+  while (b - a > max_count) {  // too wide for the precision: drop the lighter edge
+    if (w[a] < w[b - 1]) ++a;
+    else --b;
+  }
+  u128 cost = detail::support_cost(w, len, a, b, precision, scratch, lg);
+  // Moves: the left edge out and in, the right edge out and in, and the
+  // whole support left and right (which a support at its widest needs).
+  const int64_t kEdgeMoves[6][2] = {{-1, 0}, {1, 0}, {0, 1}, {0, -1}, {-1, -1}, {1, 1}};
+  for (bool improved = true; improved;) {
+    improved = false;
+    for (int m = 0; m < 6; ++m) {
+      for (int64_t step = 1;;) {
+        const int64_t na = a + kEdgeMoves[m][0] * step, nb = b + kEdgeMoves[m][1] * step;
+        const bool valid = na >= 0 && nb <= len && na < nb && nb - na <= max_count;
+        if (valid) {
+          const u128 c = detail::support_cost(w, len, na, nb, precision, scratch, lg);
+          if (c < cost) {
+            a = na, b = nb, cost = c, improved = true;
+            step *= 2;
+            continue;
+          }
+        }
+        if (step == 1) break;
+        step = 1;
+      }
+    }
+  }
+  // Never worse than all the columns (a local minimum might be).
+  if (len <= max_count && (a != 0 || b != len) && detail::support_cost(w, len, 0, len, precision, scratch, lg) < cost)
+    a = 0, b = len;
+  *first = a;
+  *count = b - a;
+  detail::support_cost(w, len, a, b, precision, scratch, lg);  // leaves its frequencies in scratch.trial
 }
 
 // A from_pmf row: its len probabilities, then the escape's, the mass missing
@@ -247,6 +376,30 @@ FC_HD inline int pmf_row_with_escape(const double* src, int64_t len, double* dst
   }
   if (!(sum > 0.0)) return kQuantizeAllZero;
   dst[len] = sum < 1.0 ? 1.0 - sum : 0.0;
+  return kQuantizeOk;
+}
+
+// One from_pmf row, src[0..len): the support [*first, *first + *count) of
+// its columns and its count + 1 frequencies in freq (len + 1 entries of
+// room).  With `optimal` the support is optimal_support's, else all len
+// columns (len + 1 <= 2^precision).  Returns a QuantizeStatus / RowStatus.
+FC_HD inline int pmf_row_tables(const double* src, int64_t len, int precision, bool optimal,
+                                const RowScratch& scratch, const uint64_t* lg, uint32_t* freq, int64_t* first,
+                                int64_t* count, int64_t* bad) {
+  if (precision < 1 || precision > kMaxPrecision) return kQuantizeBadPrecision;
+  if (len < 1 || (!optimal && len + 1 > (int64_t{1} << precision))) return kQuantizeBadSize;
+  int status = pmf_row_with_escape(src, len, scratch.pmf, bad);
+  if (status != kQuantizeOk) return status;
+  status = pmf_weights(scratch.pmf, len + 1, scratch.weight);
+  if (status != kQuantizeOk) return status;
+  if (!optimal) {
+    *first = 0;
+    *count = len;
+    quantize_weights(scratch.weight, len + 1, precision, freq, scratch.heaps, lg);
+    return kQuantizeOk;
+  }
+  optimal_support(scratch.weight, len, precision, scratch, lg, first, count);
+  for (int64_t j = 0; j <= *count; ++j) freq[j] = scratch.trial[j];
   return kQuantizeOk;
 }
 

@@ -155,34 +155,41 @@ const SimdTables& Tables::simd_tables() const {
 }
 
 std::shared_ptr<Tables> Tables::from_pmf(const double* pmf, int64_t n_rows, int64_t stride,
-                                         const std::vector<uint32_t>& lengths,
-                                         const std::vector<int32_t>& offsets, int precision) {
+                                         const std::vector<uint32_t>& lengths, std::vector<int32_t> offsets,
+                                         int precision, bool optimal_support) {
   if (precision < 1 || precision > kMaxPrecision)
     throw std::invalid_argument("precision must be in [1, 16], got " + std::to_string(precision));
+  std::vector<uint32_t> kept(n_rows);
   std::vector<uint32_t> freqs;
-  std::vector<double> row;
   QuantizeBuffers buffers;
+  const uint64_t* lg = fixed_log2_table().data();
   for (int64_t i = 0; i < n_rows; ++i) {
     const uint32_t len = lengths[i];
     if (len < 1 || len > stride)
       throw std::invalid_argument(row_name(i) + ": length " + std::to_string(len) + " must be in [1, " +
                                   std::to_string(stride) + "]");
-    if ((uint64_t{len} + 1) > (uint64_t{1} << precision))
+    if (int64_t{offsets[i]} + len - 1 > INT32_MAX)
+      throw std::invalid_argument(row_name(i) + ": support offset + length - 1 exceeds int32");
+    if (!optimal_support && (uint64_t{len} + 1) > (uint64_t{1} << precision))
       throw std::invalid_argument(row_name(i) + ": " + std::to_string(len) +
                                   " symbols plus the escape do not fit precision " + std::to_string(precision));
-    row.resize(len + 1);
-    int64_t bad = 0;
-    switch (pmf_row_with_escape(pmf + i * stride, len, row.data(), &bad)) {  // shared with the CUDA kernel
+    const size_t at = freqs.size();
+    freqs.resize(at + len + 1);
+    int64_t first = 0, count = 0, bad = 0;
+    // The same routine as the CUDA kernel (table_math.h).
+    switch (pmf_row_tables(pmf + i * stride, len, precision, optimal_support, buffers.scratch(len + 1), lg,
+                           &freqs[at], &first, &count, &bad)) {
+      case kQuantizeOk: break;
       case kRowNotFinite: throw std::invalid_argument(row_name(i) + ": pmf has a NaN or infinite value");
       case kRowNegative: throw std::invalid_argument(row_name(i) + ": pmf has a negative value");
       case kQuantizeAllZero: throw std::invalid_argument(row_name(i) + ": pmf is all zero");
-      default: break;
+      default: throw std::invalid_argument(row_name(i) + ": quantization failed");
     }
-    const size_t at = freqs.size();
-    freqs.resize(at + len + 1);
-    buffers.quantize(row.data(), len + 1, precision, &freqs[at]);
+    freqs.resize(at + count + 1);
+    offsets[i] = static_cast<int32_t>(int64_t{offsets[i]} + first);
+    kept[i] = static_cast<uint32_t>(count);
   }
-  return std::make_shared<Tables>(precision, offsets, lengths, freqs);
+  return std::make_shared<Tables>(precision, std::move(offsets), std::move(kept), freqs);
 }
 
 std::shared_ptr<Tables> Tables::parametric(Family family, const double* scales, int64_t n, int precision,
@@ -254,28 +261,43 @@ std::shared_ptr<Tables> Tables::deserialize(const uint8_t* data, size_t size) {
   if (get_u32(data + size - 4) != crc32(data, size - 4)) fail("checksum mismatch");
   const int precision = data[5];
   if (precision < 1 || precision > kMaxPrecision) fail("precision out of range");
+  const uint64_t total = uint64_t{1} << precision;
   const uint64_t n_rows = get_u32(data + 8);
   const uint64_t body = size - kTableHeaderSize - 4;
-  if (n_rows > body / 8) fail("row count exceeds the blob size");  // checked before allocating
-  std::vector<int32_t> offsets(n_rows);
-  std::vector<uint32_t> lengths(n_rows);
+  if (n_rows > body / 8) fail("row count exceeds the blob size");
+  // The whole blob is validated in place before anything is allocated, so
+  // that a blob which is refused costs no memory.
+  const uint8_t* row_table = data + kTableHeaderSize;
   uint64_t n_freqs = 0;
-  const uint8_t* p = data + kTableHeaderSize;
-  for (uint64_t i = 0; i < n_rows; ++i, p += 8) {
-    offsets[i] = static_cast<int32_t>(get_u32(p));
-    lengths[i] = get_u32(p + 4);
-    if (lengths[i] < 1 || uint64_t{lengths[i]} + 1 > (uint64_t{1} << precision)) fail("row length out of range");
-    n_freqs += uint64_t{lengths[i]} + 1;
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    const int64_t offset = static_cast<int32_t>(get_u32(row_table + 8 * i));
+    const uint64_t length = get_u32(row_table + 8 * i + 4);
+    if (length < 1 || length + 1 > total) fail(row_name(i) + ": length out of range");
+    if (offset + static_cast<int64_t>(length) - 1 > INT32_MAX) fail(row_name(i) + ": support exceeds int32");
+    n_freqs += length + 1;
   }
   if (n_freqs * 2 != body - 8 * n_rows) fail("size does not match the row lengths");
-  std::vector<uint32_t> freqs(n_freqs);
-  for (uint64_t k = 0; k < n_freqs; ++k, p += 2) freqs[k] = uint32_t(p[0]) | uint32_t(p[1]) << 8;
-  try {
-    return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
-  } catch (const std::invalid_argument& e) {
-    fail(e.what());
+  const uint8_t* p = row_table + 8 * n_rows;
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    const uint64_t entries = uint64_t{get_u32(row_table + 8 * i + 4)} + 1;
+    uint64_t sum = 0;
+    for (uint64_t k = 0; k < entries; ++k, p += 2) {
+      const uint32_t f = uint32_t(p[0]) | uint32_t(p[1]) << 8;
+      if (f == 0) fail(row_name(i) + ": symbol " + std::to_string(k) + " has frequency 0");
+      sum += f;
+    }
+    if (sum != total) fail(row_name(i) + ": frequencies must sum to 2^precision");
   }
-  return nullptr;  // unreachable
+  std::vector<int32_t> offsets(n_rows);
+  std::vector<uint32_t> lengths(n_rows);
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    offsets[i] = static_cast<int32_t>(get_u32(row_table + 8 * i));
+    lengths[i] = get_u32(row_table + 8 * i + 4);
+  }
+  std::vector<uint32_t> freqs(n_freqs);
+  p = row_table + 8 * n_rows;
+  for (uint64_t k = 0; k < n_freqs; ++k, p += 2) freqs[k] = uint32_t(p[0]) | uint32_t(p[1]) << 8;
+  return std::make_shared<Tables>(precision, std::move(offsets), std::move(lengths), freqs);
 }
 
 }  // namespace featcodec

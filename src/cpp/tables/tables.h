@@ -77,11 +77,14 @@ class Tables {
   Tables(const Tables&) = delete;
   Tables& operator=(const Tables&) = delete;
 
-  // Rows from probabilities: row i is pmf[i * stride .. i * stride + lengths[i]);
-  // the escape gets the mass missing from 1 (none if the row sums to >= 1).
+  // Rows from probabilities: row i is pmf[i * stride .. i * stride + lengths[i]),
+  // the values offsets[i], offsets[i] + 1, ...; the escape gets the mass
+  // missing from 1 (none if the row sums to >= 1).  With `optimal_support`
+  // each row keeps the columns that minimize its expected code length, the
+  // escape's cost included (optimal_support in table_math.h), else all of them.
   static std::shared_ptr<Tables> from_pmf(const double* pmf, int64_t n_rows, int64_t stride,
-                                          const std::vector<uint32_t>& lengths,
-                                          const std::vector<int32_t>& offsets, int precision);
+                                          const std::vector<uint32_t>& lengths, std::vector<int32_t> offsets,
+                                          int precision, bool optimal_support);
 
   // One zero-mean discretized distribution of the family per scale:
   // p(k) = F((k + 1/2) / s) - F((k - 1/2) / s) on the smallest symmetric

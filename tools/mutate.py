@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Mutation run over the native core: does the test suite notice a bug?
+
+Each mutation below replaces one exact piece of text in one file with a
+plausible bug.  They are applied one at a time to a scratch copy of the
+repository (the tracked and untracked, not ignored, files of the working
+tree), which is rebuilt into a scratch virtual environment and tested with
+the native test set (tests/ without split/, entropy/ and cuda/, ``-x``).
+A mutation is *caught* when a test fails (or the build fails, or the run
+crashes or times out), *survived* when every test passes.
+
+The scratch copy keeps its CMake build folder between mutations, so each
+rebuild compiles only what the mutation touched (FEATCODEC_CUDA=OFF: no
+test here runs CUDA, and src/cpp/cuda mutations are not meaningful without
+a GPU).  A run of all mutations takes about 1 to 3 minutes per mutation on
+2 cores.
+
+Usage:
+  python tools/mutate.py                  # every mutation
+  python tools/mutate.py --only tables    # ids starting with "tables"
+  python tools/mutate.py --list           # the list, and whether each text is found
+Options: --scratch DIR (default: a new folder under /tmp), --keep (leave it),
+--profile dev|ci (HYPOTHESIS_PROFILE, default dev), --timeout SECONDS (per
+test run, default 1200), --python PATH (the interpreter whose packages the
+scratch venv sees, default this one).
+
+The mutation texts follow the source closely, so they need updating when
+the source changes: a text that is not in its file (or is there more than
+once) is reported as "text not found" / "text ambiguous" and skipped, not
+silently passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    file: str
+    old: str
+    new: str
+    description: str
+
+
+MUTATIONS = [
+    # --- the review's mutations ------------------------------------------------------
+    Mutation(
+        "coder-checksum-low16", "src/cpp/coder/codec.cpp",
+        "if (message_checksum(seed, hashes, header.checksum_bytes) != stored_checksum)",
+        "if ((message_checksum(seed, hashes, header.checksum_bytes) & 0xFFFF) != (stored_checksum & 0xFFFF))",
+        "the checksum compared on its low 16 bits only"),
+    Mutation(
+        "coder-index-first-run", "src/cpp/coder/codec.cpp",
+        "    if (d == size_t(-1)) return;\n  }\n}",
+        "    return;\n  }\n}",
+        "broadcast-index validation checks only the first outer run"),
+    Mutation(
+        "tables-element-cutoff-target", "src/cpp/tables/table_math.h",
+        "const double target = 1.0 / static_cast<double>(int64_t{1} << (precision - 1));",
+        "const double target = 1.0 / static_cast<double>(int64_t{1} << precision);",
+        "the per-element model's cutoff target 2^(1-P) becomes 2^-P"),
+    Mutation(
+        "python-threads-none-one", "python/featcodec/_coding.py",
+        "    if threads is None:\n        return _available_cores()",
+        "    if threads is None:\n        return 1",
+        "threads=None means 1 thread instead of every core"),
+    # --- tables: quantizer, support, builders, blobs, per-element models ---------------
+    Mutation(
+        "tables-no-exchange", "src/cpp/tables/table_math.h",
+        "  while (losses.size > 0) {\n    const int32_t best = gains.heap[0], cheapest = losses.heap[0];",
+        "  while (false && losses.size > 0) {\n    const int32_t best = gains.heap[0], cheapest = losses.heap[0];",
+        "the quantizer skips its improving exchanges (not rate-optimal)"),
+    Mutation(
+        "tables-escape-mass-zero", "src/cpp/tables/table_math.h",
+        "dst[len] = sum < 1.0 ? 1.0 - sum : 0.0;",
+        "dst[len] = 0.0;",
+        "from_pmf gives the escape no mass when a row sums to less than 1"),
+    Mutation(
+        "tables-raw-bits-free", "src/cpp/tables/table_math.h",
+        "return 6 + static_cast<uint64_t>(63 - count_leading_zeros64(e));",
+        "return 1 + static_cast<uint64_t>(63 - count_leading_zeros64(e));",
+        "the support search undercounts an escape's raw code (1 + nb bits, not 6 + nb)"),
+    Mutation(
+        "tables-support-no-descent", "src/cpp/tables/table_math.h",
+        "            a = na, b = nb, cost = c, improved = true;",
+        "            a = na, b = nb, cost = c, improved = false;",
+        "the support search stops after the first pass of moves"),
+    Mutation(
+        "tables-support-no-shift", "src/cpp/tables/table_math.h",
+        "    for (int m = 0; m < 6; ++m) {",
+        "    for (int m = 0; m < 4; ++m) {",
+        "the support search never slides the whole support"),
+    Mutation(
+        "tables-support-no-full-fallback", "src/cpp/tables/table_math.h",
+        "detail::support_cost(w, len, 0, len, precision, scratch, lg) < cost)",
+        "detail::support_cost(w, len, 0, len, precision, scratch, lg) < 0)",
+        "the support search never falls back to every column"),
+    Mutation(
+        "tables-fixed-log2-short", "src/cpp/tables/table_math.h",
+        "for (int bit = kLog2FracBits - 1; bit >= 0; --bit) {",
+        "for (int bit = kLog2FracBits - 1; bit >= 8; --bit) {",
+        "the fixed-point log2 keeps 40 fraction bits instead of 48"),
+    Mutation(
+        "tables-parametric-outside", "src/cpp/tables/table_math.h",
+        "return 2.0 * det_family_sf(family, (static_cast<double>(h) + 0.5) / s);",
+        "return 2.0 * det_family_sf(family, (static_cast<double>(h) + 1.0) / s);",
+        "a parametric table's outside mass is measured from h + 1, not h + 1/2"),
+    Mutation(
+        "tables-element-floor", "src/cpp/tables/table_math.h",
+        "return hs >= static_cast<double>(h_max) ? h_max : static_cast<int64_t>(ceil(hs));",
+        "return hs >= static_cast<double>(h_max) ? h_max : static_cast<int64_t>(floor(hs));",
+        "the per-element half-width h rounds T * s down"),
+    Mutation(
+        "tables-element-cdf-shift", "src/cpp/tables/table_math.h",
+        "const double t = ((static_cast<double>(k) - 0.5) - mean) / scale;",
+        "const double t = ((static_cast<double>(k) - 0.4375) - mean) / scale;",
+        "the per-element CDF is evaluated at k - 7/16 instead of k - 1/2"),
+    Mutation(
+        "tables-scale-index-upper", "src/cpp/tables/table_math.h",
+        "base = base[half] < s ? base + half : base;",
+        "base = base[half] <= s ? base + half : base;",
+        "scale_index finds the first table above the scale, not the first not below"),
+    Mutation(
+        "tables-det-exp-degree", "src/cpp/tables/detmath.h",
+        "for (int k = 13; k >= 1; --k) p = 1.0 + p * r / k;",
+        "for (int k = 9; k >= 1; --k) p = 1.0 + p * r / k;",
+        "the deterministic exp uses a degree-9 polynomial (about 1e-11 relative error)"),
+    Mutation(
+        "tables-blob-no-crc", "src/cpp/tables/tables.cpp",
+        'if (get_u32(data + size - 4) != crc32(data, size - 4)) fail("checksum mismatch");',
+        'if (false) fail("checksum mismatch");',
+        "a table blob's CRC is not checked"),
+    Mutation(
+        "tables-blob-no-sum-check", "src/cpp/tables/tables.cpp",
+        '    if (sum != total) fail(row_name(i) + ": frequencies must sum to 2^precision");',
+        "",
+        "from_bytes leaves the row sums to the constructor (validates after allocating)"),
+    Mutation(
+        "tables-enc-rcp-floor", "src/cpp/tables/tables.cpp",
+        "enc[s] = {static_cast<uint64_t>((numerator + freq - 1) / freq),",
+        "enc[s] = {static_cast<uint64_t>(numerator / freq),",
+        "the encoder's reciprocal rounds down (wrong quotients for some states)"),
+    Mutation(
+        "tables-lookup-off-by-one", "src/cpp/tables/tables.cpp",
+        "      while (cdf[s + 1] <= slot) ++s;",
+        "      while (cdf[s + 1] < slot) ++s;",
+        "the decoder's slot lookup points one symbol too early at boundaries"),
+    # --- coder -------------------------------------------------------------------------
+    Mutation(
+        "coder-padded-varint", "src/cpp/coder/varint.h",
+        'if (b == 0 && i > 0) throw DecodeError("corrupt message: overlong varint");',
+        "",
+        "the varint reader accepts padded (non-canonical) varints"),
+    Mutation(
+        "coder-escape-length", "src/cpp/coder/chunk_kernels.inc",
+        'if (nb > kMaxEscapeBits) throw DecodeError("corrupt message: escape length out of range");',
+        "",
+        "an escape's length field is not bounded"),
+    Mutation(
+        "coder-escape-int32", "src/cpp/coder/chunk_kernels.inc",
+        'if (v < INT32_MIN || v > INT32_MAX) throw DecodeError("corrupt message: escaped value outside int32");',
+        "",
+        "an escaped value outside int32 is not refused"),
+    Mutation(
+        "coder-information-escape-bits", "src/cpp/coder/escape.h",
+        "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi));",
+        "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi) + 1);",
+        "information_content counts some escapes' raw bits wrongly"),
+]
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def run_group(cmd: list[str], cwd: Path, env: dict, timeout: Optional[float] = None) -> tuple[Optional[int], str]:
+    """Runs cmd in its own process group, which is killed on a timeout or an
+    interrupt (no stray compilers or test subprocesses); (returncode or None
+    on timeout, stdout + stderr)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return None, proc.communicate()[0]
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def source_files(root: Path) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
+                         capture_output=True).stdout
+    return [f for f in out.decode().split("\0") if f]
+
+
+def copy_tree(root: Path, dest: Path) -> None:
+    for rel in source_files(root):
+        src = root / rel
+        if not src.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
+
+
+def base_site_packages(python: str) -> list[str]:
+    """The site-packages folders `python` sees, except those holding featcodec."""
+    code = "import sys, os; print('\\n'.join(p for p in sys.path if p.endswith('site-packages')))"
+    paths = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    return [p for p in paths if not os.path.exists(os.path.join(p, "featcodec"))]
+
+
+def make_venv(scratch: Path, python: str) -> Path:
+    venv = scratch / ".mutate-venv"
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = venv / "lib" / version / "site-packages"
+    (site / "base.pth").write_text("\n".join(base_site_packages(python)) + "\n")
+    return venv / "bin" / "python"
+
+
+def build(python: Path, scratch: Path) -> tuple[bool, str]:
+    env = dict(os.environ, FEATCODEC_CUDA="OFF")
+    code, out = run_group([str(python), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "."],
+                          scratch, env)
+    return code == 0, out[-3000:]
+
+
+# The files that catch most mutations soonest run first (pytest keeps this
+# order), so that a caught mutation costs little; the rest follow by name.
+FIRST = ["tests/test_tables.py", "tests/test_parametric.py", "tests/test_coding.py", "tests/test_decode_errors.py"]
+
+
+def native_tests(scratch: Path) -> list[str]:
+    skip = {"split", "entropy", "cuda"}
+    found = sorted(str(p.relative_to(scratch)) for p in (scratch / "tests").glob("test_*.py")) + sorted(
+        str(p.relative_to(scratch)) for d in (scratch / "tests").iterdir()
+        if d.is_dir() and d.name not in skip and not d.name.startswith((".", "_"))
+        for p in d.glob("test_*.py"))
+    return [f for f in FIRST if f in found] + [f for f in found if f not in FIRST]
+
+
+def run_tests(python: Path, scratch: Path, profile: str, timeout: float, deselect: list[str]) -> tuple[str, str]:
+    """("passed" | "failed" | "crashed" | "timeout", the first failing test or a note)."""
+    env = dict(os.environ, HYPOTHESIS_PROFILE=profile)
+    cmd = [str(python), "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *native_tests(scratch)]
+    cmd += [f"--deselect={t}" for t in deselect]
+    code, out = run_group(cmd, scratch, env, timeout)
+    if code is None:
+        return "timeout", f"no result in {timeout:.0f} s"
+    if code == 0:
+        return "passed", ""
+    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", out, re.MULTILINE)
+    if failed:
+        return "failed", failed.group(1)
+    if code < 0 or "Fatal Python error" in out or "Segmentation fault" in out:
+        last = [line for line in out.splitlines() if line.strip()][-1:] or [""]
+        return "crashed", f"signal {-code}" if code < 0 else last[0][:80]
+    return "failed", (out.strip().splitlines() or ["?"])[-1][:100]
+
+
+def locate(root: Path, m: Mutation) -> str:
+    path = root / m.file
+    if not path.is_file():
+        return "file not found"
+    count = path.read_text().count(m.old)
+    return "ok" if count == 1 else "text not found" if count == 0 else f"text ambiguous ({count} matches)"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated id prefixes")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--scratch")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", default="dev")
+    parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--deselect", action="append", default=[], help="a test to leave out (pytest's --deselect)")
+    parser.add_argument("--no-baseline-tests", action="store_true",
+                        help="build the unmutated tree but do not run its tests first")
+    args = parser.parse_args(argv)
+
+    prefixes = [p for p in args.only.split(",") if p]
+    chosen = [m for m in MUTATIONS if not prefixes or m.id.startswith(tuple(prefixes))]
+    if args.list:
+        for m in chosen:
+            print(f"{m.id:<34} {locate(REPO, m):<16} {m.file}: {m.description}")
+        return 0
+
+    scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="featcodec-mutate-"))
+    print(f"scratch copy: {scratch}", flush=True)
+    copy_tree(REPO, scratch)
+    python = make_venv(scratch, args.python)
+    rows = []
+    try:
+        ok, log = build(python, scratch)
+        if not ok:
+            print("the unmutated tree does not build:\n" + log)
+            return 2
+        if not args.no_baseline_tests:
+            status, note = run_tests(python, scratch, args.profile, args.timeout, args.deselect)
+            if status != "passed":
+                print(f"the unmutated tree does not pass its tests ({status}: {note}); stopping")
+                return 2
+        print(f"unmutated tree: builds{'' if args.no_baseline_tests else ' and passes'}", flush=True)
+        for m in chosen:
+            found = locate(scratch, m)
+            start = time.time()
+            if found != "ok":
+                rows.append((m, "SKIPPED", f"mutation {found}"))
+            else:
+                path = scratch / m.file
+                original = path.read_text()
+                path.write_text(original.replace(m.old, m.new))
+                try:
+                    ok, log = build(python, scratch)
+                    if not ok:
+                        rows.append((m, "caught", "build failed"))
+                    else:
+                        status, note = run_tests(python, scratch, args.profile, args.timeout, args.deselect)
+                        rows.append((m, "survived" if status == "passed" else "caught",
+                                     note if status == "failed" else f"{status}: {note}" if note else status))
+                finally:
+                    path.write_text(original)
+                    os.utime(path)  # newer than the mutated build, so the next build recompiles it
+            print(f"{m.id:<34} {rows[-1][1]:<9} {rows[-1][2]}  ({time.time() - start:.0f} s)", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    print("\n| mutation | file | result | caught by |\n|---|---|---|---|")
+    for m, result, note in rows:
+        print(f"| {m.id}: {m.description} | {m.file} | {result} | {note} |")
+    caught = sum(r == "caught" for _, r, _ in rows)
+    skipped = sum(r == "SKIPPED" for _, r, _ in rows)
+    print(f"\n{caught} of {len(rows) - skipped} caught, {skipped} skipped (text not found)")
+    return 0 if caught == len(rows) - skipped and not skipped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
