@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
-from compressai.layers import MaskedConv2d
+from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional  # type: ignore[import-untyped]
+from compressai.layers import MaskedConv2d  # type: ignore[import-untyped]
 from torch import nn
 
 from .._coding import decode, encode
@@ -255,7 +255,7 @@ class _FeatcodecCoding:
         return torch.from_numpy(out)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[misc,assignment]  # EntropyModel's
         state["_featcodec_cache"] = None  # native tables do not pickle; rebuilt on first use
         return state
 
@@ -480,7 +480,7 @@ def gaussian_conditional_from_compressai(
     likelihood_bound = 1e-9
     if isinstance(source, GaussianConditional):
         likelihood_bound = float(source.likelihood_lower_bound.bound) if source.use_likelihood_bound else 0.0
-    conditional = FeatcodecGaussianConditional(table, likelihood_bound=likelihood_bound, precision=precision)
+    conditional = FeatcodecGaussianConditional(table.tolist(), likelihood_bound=likelihood_bound, precision=precision)
     if isinstance(source, nn.Module):
         conditional.train(source.training)
     if update_tables:
@@ -498,7 +498,8 @@ def gaussian_conditional_from_featcodec(conditional: FeatcodecGaussianConditiona
     """
     if not isinstance(conditional, FeatcodecGaussianConditional):
         raise TypeError(f"expected a featcodec GaussianConditional, got {type(conditional).__name__}")
-    table = [float(s) for s in conditional.scale_table.float()]
+    scale_table = cast(torch.Tensor, conditional.scale_table)
+    table = [float(s) for s in scale_table.float()]
     result = GaussianConditional(table, scale_bound=table[0], likelihood_bound=conditional.likelihood_bound,
                                  entropy_coder_precision=conditional.precision)
     result.update()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -89,8 +89,9 @@ class GaussianConditional(CompressAINames, EntropyModel):
     def _looks_like_indexes(self, scales: torch.Tensor) -> str:
         if scales.dtype == torch.bool or scales.is_complex() or not scales.numel():
             return ""
+        table = cast(torch.Tensor, self.scale_table)
         low, high = int(scales.min()), int(scales.max())
-        if 0 <= low and high < len(self.scale_table):
+        if 0 <= low and high < table.numel():
             return (f"; its values ({low}..{high}) look like CompressAI table indexes (build_indexes(scales)): "
                     "featcodec takes the scales themselves, and featcodec.compat.compressai codes CompressAI models")
         return ""
