@@ -156,6 +156,25 @@ def test_corrupt_strings_raise_decode_error():
         fast.decompress(strings, out["shape"])
 
 
+def test_checksum_sizes_and_the_requirement_to_have_one():
+    model = small_model(ScaleHyperprior, loud=40.0)
+    x = images(6)
+    expected = code(model, x)[1]
+    sizes = []
+    for checksum in (False, 1, 2, True):
+        fast = accelerate(model, checksum=checksum)
+        out, x_hat = code(fast, x)
+        assert torch.equal(x_hat, expected)
+        sizes.append(sum(len(s) for strings in out["strings"] for s in strings))
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    # A receiver that relies on the checksum refuses strings without one.
+    unchecked = accelerate(model, checksum=False).compress(x)
+    with pytest.raises(featcodec.DecodeError):
+        accelerate(model).decompress(unchecked["strings"], unchecked["shape"])
+    with pytest.raises(ValueError, match="checksum"):
+        accelerate(model, checksum=3)
+
+
 def test_tables_follow_update_and_load_state_dict():
     model = small_model(FactorizedPrior, loud=40.0)
     fast = accelerate(model, tables="compressai")

@@ -173,3 +173,13 @@ def test_other_missing_names_are_plain_attribute_errors():
     assert prior.matrices[0].shape == (2, 3, 1) and prior.aux_loss().dim() == 0
     assert isinstance(Hyperprior(4).z_model, FactorizedPrior)
     assert fc.CdfTables is not None
+
+
+def test_around_median_travels_with_the_config():
+    prior = median_prior()
+    config = prior.config()
+    assert config["around_median"] is True and config["filters"] == [3, 3, 3]
+    rebuilt = FactorizedPrior(**config).eval()
+    rebuilt.load_state_dict(prior.state_dict())
+    y = torch.randn(1, 4, 3, 3) * 3
+    assert torch.equal(rebuilt.decompress(prior.compress(y), y.shape), prior(y)[0])

@@ -65,7 +65,7 @@ from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianC
 from compressai.layers import MaskedConv2d  # type: ignore[import-untyped]
 from torch import nn
 
-from .._coding import decode, encode
+from .._coding import Checksum, checksum_size, decode, encode
 from .._parametric import scale_index
 from .._tables import CdfTables
 from ..entropy import FactorizedPrior
@@ -98,7 +98,7 @@ def accelerate(
     model: nn.Module,
     *,
     tables: TableSource = "compressai",
-    checksum: bool = True,
+    checksum: Checksum = True,
     threads: Optional[int] = None,
     inplace: bool = False,
 ) -> nn.Module:
@@ -106,8 +106,9 @@ def accelerate(
 
     tables: "compressai" (the model's own integer CDFs) or "featcodec"
     (rebuilt rate-optimally).  checksum: each string carries featcodec's
-    4-byte checksum, so that decoding corrupt bytes raises
-    featcodec.DecodeError instead of decoding garbage.  threads: for
+    checksum (True: 4 bytes, or a size of 1, 2 or 4; False: none) and
+    decompress requires it, so that corrupt bytes raise
+    featcodec.DecodeError instead of decoding to garbage.  threads: for
     featcodec.encode / decode (default: all cores; a string is split into
     chunks of 2**19 symbols, so small ones use one).  inplace: swap the
     modules of ``model`` itself (their class changes; parameters and
@@ -119,6 +120,7 @@ def accelerate(
     """
     if tables not in TABLE_SOURCES:
         raise ValueError(f"tables must be one of {TABLE_SOURCES}, got {tables!r}")
+    checksum_size(checksum)  # ValueError for anything else
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     if not isinstance(model, nn.Module):
@@ -133,7 +135,7 @@ def accelerate(
             module.__class__ = AcceleratedGaussianConditional
         else:
             continue
-        module._setup_featcodec(tables, bool(checksum), threads)  # type: ignore[operator]
+        module._setup_featcodec(tables, checksum, threads)  # type: ignore[operator]
     return model
 
 
@@ -185,7 +187,7 @@ class _FeatcodecCoding:
     _offset: torch.Tensor
     entropy_coder_precision: int
 
-    def _setup_featcodec(self, tables: TableSource, checksum: bool, threads: Optional[int]) -> None:
+    def _setup_featcodec(self, tables: TableSource, checksum: Checksum, threads: Optional[int]) -> None:
         self.featcodec_tables_source = tables
         self.featcodec_checksum = checksum
         self.featcodec_threads = threads
@@ -251,7 +253,7 @@ class _FeatcodecCoding:
         out = np.empty((len(strings), *shape), dtype=np.int32)
         for i, data in enumerate(strings):
             out[i] = decode(data, tables, indexes[i] if batch_indexes else indexes, shape=shape,
-                            threads=self.featcodec_threads)
+                            checksum=self.featcodec_checksum or None, threads=self.featcodec_threads)
         return torch.from_numpy(out)
 
     def __getstate__(self) -> dict[str, Any]:
