@@ -83,15 +83,22 @@ def test_decode_gives_the_decoder_of_the_quantized_latent(kind, batch, height, w
 def test_a_fixed_feature_shape_makes_a_one_byte_header():
     codec = _codec("factorized", feature_shape=(16, 14, 14), model_id=9)
     features = torch.randn(3, 16, 14, 14)
-    payload = lambda x, q: len(codec.entropy_model.compress(codec.encoder(x).detach(), q_step=q,  # noqa: E731
-                                                            context=b"x"))
-    assert codec.header(1, (14, 14), 0.5) == bytes([9 << 3])
-    assert len(codec.encode(features[:1])) == 1 + payload(features[:1], 0.5)
+
+    def check(x, q, header):
+        data = codec.encode(x, q_step=q)
+        assert data[: len(header)] == header
+        with torch.no_grad():  # the rest is the entropy model's message, its checksum bound to the header
+            y = codec.encoder(x)
+        payload = codec.entropy_model.decompress(data[len(header):], y.shape, q, checksum=4,
+                                                 context=codec._context(header))
+        assert torch.equal(payload, torch.round(y / q) * q)
+
+    check(features[:1], 0.5, bytes([9 << 3]))
     # Explicit fields only for what differs from the codec: batch, size, Q.
-    assert codec.header(3, (14, 14), 0.5) == bytes([9 << 3 | 4]) + write_varint(3)
-    assert codec.header(1, (9, 300), 0.5) == bytes([9 << 3 | 2]) + write_varint(9) + write_varint(300)
-    assert codec.header(1, (14, 14), 0.75) == bytes([9 << 3 | 1]) + struct.pack("<f", 0.75)
-    assert len(codec.encode(features, q_step=0.75)) == 1 + 1 + 4 + payload(features, 0.75)
+    check(features, 0.5, bytes([9 << 3 | 4]) + write_varint(3))
+    check(features[:1], 0.75, bytes([9 << 3 | 1]) + struct.pack("<f", 0.75))
+    check(torch.randn(1, 16, 9, 300), 0.5, bytes([9 << 3 | 2]) + write_varint(9) + write_varint(300))
+    check(features, 0.75, bytes([9 << 3 | 4 | 1]) + write_varint(3) + struct.pack("<f", 0.75))
     other = torch.randn(1, 16, 9, 30)
     assert torch.equal(codec.decode(codec.encode(other)), _expected(codec, other, 0.5))
 
@@ -295,10 +302,12 @@ def test_checksum_sizes(size):
     for kind in ("factorized", "hyperprior"):
         reference, codec = _codec(kind, checksum=False), _codec(kind, checksum=size)
         data = codec.encode(features)
-        assert len(data) == len(reference.encode(features)) + int(size)
+        # Format 3: the checksum is lane 0's initial state, so it costs its size less the slack it replaces.
+        added = len(data) - len(reference.encode(features))
+        assert added == 0 if not size else 0 <= added <= size
         assert torch.equal(codec.decode(data), reference.decode(reference.encode(features)))
         report = codec.report(features, image_size=(24, 24))
-        assert report.actual_bits == 8 * len(data) and report.gaps["checksum"] == 8 * int(size)
+        assert report.actual_bits == 8 * len(data) and report.gaps["checksum"] == 8 * added
 
 
 def test_a_receiver_requires_the_checksum_it_was_built_with():
@@ -306,8 +315,8 @@ def test_a_receiver_requires_the_checksum_it_was_built_with():
     without = _codec("factorized", checksum=False).encode(features)
     with pytest.raises(DecodeError):
         _codec("factorized", checksum=4).decode(without)
-    with pytest.raises(DecodeError):
-        _codec("factorized", checksum=2).decode(_codec("factorized", checksum=4).encode(features))
+    with pytest.raises(DecodeError):  # a receiver asks for at least its own size
+        _codec("factorized", checksum=4).decode(_codec("factorized", checksum=2).encode(features))
 
 
 def _flips(data):

@@ -192,7 +192,7 @@ class RateBank:
             if not isinstance(unit, dict) or "codec" not in unit:
                 raise ValueError(f"{name}: a unit without a codec record")
             codec = FeatureCodec.from_record(unit["codec"], group)
-            bank.add(codec, unit.get("bpp"), unit.get("metric"))
+            bank.add(codec, unit.get("bpp"), unit.get("metric"))  # type: ignore[arg-type]  # checked by add
         return bank
 
 

@@ -149,7 +149,7 @@ class FeatureCodec:
 
         options: any keyword argument of the constructor but the modules.
         """
-        current = dict(q_step=self.q_step, feature_shape=self.feature_shape, model_id=self.model_id,
+        current: dict[str, Any] = dict(q_step=self.q_step, feature_shape=self.feature_shape, model_id=self.model_id,
                        checksum=self.checksum, max_elements=self.max_elements, split=self.split,
                        network=self.network)
         unknown = set(options) - set(current)
@@ -466,7 +466,7 @@ def _codes_of(encoder: nn.Module, features: "torch.Tensor | Iterable[Any]", batc
 def _progress(items: Iterable[int], enabled: bool, description: str) -> Iterable[int]:
     if not enabled:
         return items
-    from tqdm.auto import tqdm  # the torch extra installs it; only a progress bar needs it
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # the torch extra installs it
 
     return tqdm(items, desc=description, leave=False)
 

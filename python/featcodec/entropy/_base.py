@@ -15,7 +15,6 @@ that two machines could round differently.
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -55,6 +54,12 @@ class EntropyModel(nn.Module):
         self.register_buffer("_tables_blob", torch.zeros(0, dtype=torch.uint8))
         self.register_buffer("_tables_fingerprint", torch.zeros(_FINGERPRINT_BYTES, dtype=torch.uint8))
         self._cached_tables: Optional[CdfTables] = None
+
+    def __getstate__(self) -> dict:
+        # The parsed tables hold a native object that cannot be copied; the blob rebuilds them.
+        state = self.__dict__.copy()
+        state["_cached_tables"] = None
+        return state
 
     # --- what subclasses provide ---------------------------------------------------
 
@@ -158,8 +163,6 @@ def estimate_bits(likelihoods: "torch.Tensor | dict[str, torch.Tensor]") -> torc
 
 
 _CHECKSUM_SIZES = (0, 1, 2, 4)
-# Cores before message format 3 take checksum=bool and no context.
-_NATIVE_CONTEXT = "context" in inspect.signature(encode).parameters
 
 
 def checksum_size(checksum: ChecksumOption) -> int:
@@ -168,7 +171,7 @@ def checksum_size(checksum: ChecksumOption) -> int:
         return 4 if checksum else 0
     if isinstance(checksum, (int, np.integer)) and int(checksum) in _CHECKSUM_SIZES:
         return int(checksum)
-    raise ValueError(f"checksum must be True, False or a size in bytes {_CHECKSUM_SIZES}, got {checksum!r}")
+    raise ValueError(f"checksum must be True, False or a size in bytes (1, 2 or 4), got {checksum!r}")
 
 
 def check_context(context: bytes) -> bytes:
@@ -179,22 +182,29 @@ def check_context(context: bytes) -> bytes:
 
 def encode_symbols(symbols: np.ndarray, tables: CdfTables, indexes: np.ndarray, *, checksum: ChecksumOption,
                    context: bytes, threads: Optional[int]) -> bytes:
-    """featcodec.encode with the checksum's size and the associated data the models pass on."""
+    """featcodec.encode with a checksum of ``checksum`` bytes over the values and ``context``.
+
+    Without a checksum nothing can authenticate the context, so it is dropped.
+    """
     size = checksum_size(checksum)
     context = check_context(context)
-    if not _NATIVE_CONTEXT:
-        return encode(symbols, tables, indexes, checksum=bool(size), threads=threads)
-    return encode(symbols, tables, indexes, checksum=size, context=context, threads=threads)
+    return encode(symbols, tables, indexes, checksum=size, context=context if size else b"", threads=threads)
 
 
 def decode_symbols(data: bytes, tables: CdfTables, indexes: np.ndarray, *, shape: Sequence[int],
                    checksum: ChecksumRequirement, context: bytes, threads: Optional[int]) -> np.ndarray:
-    """featcodec.decode, requiring the checksum the caller asks for, with the same associated data."""
-    if checksum is False or checksum == 0:
-        checksum = None
-    elif checksum is not None and checksum is not True:
-        checksum = checksum_size(checksum)
+    """featcodec.decode, requiring at least the checksum the caller asks for, with the sender's context.
+
+    checksum None (or False, 0): accept what the message says, verifying
+    the context when it carries a checksum (an encoder without one drops
+    the context); True or a size: require one, verified with the context.
+    """
+    from ._ledger import declared_checksum_bytes
+
     context = check_context(context)
-    if not _NATIVE_CONTEXT:
-        return decode(data, tables, indexes, shape=shape, threads=threads)
-    return decode(data, tables, indexes, shape=shape, checksum=checksum, context=context, threads=threads)
+    if checksum is None or checksum is False or (checksum is not True and checksum_size(checksum) == 0):
+        if not declared_checksum_bytes(bytes(data[:1])):
+            context = b""
+        return decode(data, tables, indexes, shape=shape, context=context, threads=threads)
+    required = True if checksum is True else checksum_size(checksum)
+    return decode(data, tables, indexes, shape=shape, checksum=required, context=context, threads=threads)

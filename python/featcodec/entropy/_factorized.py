@@ -11,7 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._tables import CdfTables, default_tail_mass
-from ._base import ChecksumOption, ChecksumRequirement, EntropyModel, decode_symbols, encode_symbols
+from ._base import (ChecksumOption, ChecksumRequirement, EntropyModel, checksum_size, decode_symbols,
+                    encode_symbols)
 from ._bounds import lower_bound
 from ._compressai_names import FACTORIZED_NAMES, CompressAINames
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
@@ -301,8 +302,13 @@ class FactorizedPrior(CompressAINames, EntropyModel):
         return dequantize(values, q_step, self._means(values.float(), q_step))
 
     @torch.no_grad()
-    def ledger(self, y: torch.Tensor, q_step: float, data: bytes, name: str = "y") -> PartLedger:
-        """Where the bits of ``data`` (this model's message for y) go; see :class:`RateReport`."""
+    def ledger(self, y: torch.Tensor, q_step: float, data: bytes, name: str = "y",
+               unchecked_bytes: Optional[int] = None) -> PartLedger:
+        """Where the bits of ``data`` (this model's message for y) go; see :class:`RateReport`.
+
+        unchecked_bytes: the length of the message without its checksum
+        (None: ``data`` has none).
+        """
         _, likelihoods = self.eval_forward(y, q_step)
         symbols = symbols_of(y, q_step, self._means(y, q_step))
         model_log_pmf = self._from_channels_first(self._exact_log_pmf(self._channels_first(symbols)), symbols)
@@ -314,6 +320,7 @@ class FactorizedPrior(CompressAINames, EntropyModel):
             tables=self.tables,
             indexes=self._indexes(y.dim()),
             data=data,
+            unchecked_bytes=unchecked_bytes,
         )
 
     @torch.no_grad()
@@ -321,5 +328,7 @@ class FactorizedPrior(CompressAINames, EntropyModel):
                     checksum: ChecksumOption = True, extra_header_bytes: int = 0,
                     context: bytes = b"") -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y), with the gap by cause."""
-        part = self.ledger(y, q_step, self.compress(y, q_step, checksum=checksum, context=context))
+        data = self.compress(y, q_step, checksum=checksum, context=context)
+        unchecked = len(self.compress(y, q_step, checksum=False)) if checksum_size(checksum) else None
+        part = self.ledger(y, q_step, data, unchecked_bytes=unchecked)
         return RateReport.from_parts(part, pixels_of(y.shape[0], image_size), extra_header_bytes=extra_header_bytes)

@@ -10,7 +10,8 @@ import torch
 
 from .._parametric import scale_index
 from .._tables import CdfTables
-from ._base import ChecksumOption, ChecksumRequirement, EntropyModel, decode_symbols, encode_symbols
+from ._base import (ChecksumOption, ChecksumRequirement, EntropyModel, checksum_size, decode_symbols,
+                    encode_symbols)
 from ._bounds import lower_bound
 from ._compressai_names import GAUSSIAN_NAMES, CompressAINames
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
@@ -131,7 +132,7 @@ class GaussianConditional(CompressAINames, EntropyModel):
         """The constructor's arguments that a saved model needs besides its state_dict (the scale table is a buffer)."""
         return {"tail_mass": self.tail_mass, "likelihood_bound": self.likelihood_bound,
                 "straight_through": self.straight_through, "precision": self.precision,
-                "scales": len(self.scale_table)}
+                "scales": int(self.scale_table.numel())}
 
     @torch.no_grad()
     def table_indexes(self, scales: torch.Tensor, q_step: float = 1.0) -> np.ndarray:
@@ -193,12 +194,14 @@ class GaussianConditional(CompressAINames, EntropyModel):
     @torch.no_grad()
     def ledger(self, y: torch.Tensor, scales: torch.Tensor, q_step: float, data: bytes,
                means: Optional[torch.Tensor] = None, name: str = "y",
-               estimate_scales: Optional[torch.Tensor] = None) -> PartLedger:
+               estimate_scales: Optional[torch.Tensor] = None, unchecked_bytes: Optional[int] = None) -> PartLedger:
         """Where the bits of ``data`` (this model's message for y, coded with ``scales``) go.
 
         estimate_scales: the scales of the forward pass that made the neural
         estimate, when they differ from the coding scales (a hyperprior's
-        float32 forward against its float64 coding scales).  See :class:`RateReport`.
+        float32 forward against its float64 coding scales).  unchecked_bytes:
+        the length of the message without its checksum (None: ``data`` has
+        none).  See :class:`RateReport`.
         """
         _, likelihoods = self.eval_forward(y, scales if estimate_scales is None else estimate_scales, means, q_step)
         symbols = symbols_of(y, q_step, means).cpu()
@@ -214,6 +217,7 @@ class GaussianConditional(CompressAINames, EntropyModel):
             tables=self.tables,
             indexes=indexes,
             data=data,
+            unchecked_bytes=unchecked_bytes,
         )
 
     @torch.no_grad()
@@ -222,7 +226,8 @@ class GaussianConditional(CompressAINames, EntropyModel):
                     extra_header_bytes: int = 0, context: bytes = b"") -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y, scales), with the gap by cause."""
         data = self.compress(y, scales, means, q_step, checksum=checksum, context=context)
-        part = self.ledger(y, scales, q_step, data, means)
+        unchecked = len(self.compress(y, scales, means, q_step, checksum=False)) if checksum_size(checksum) else None
+        part = self.ledger(y, scales, q_step, data, means, unchecked_bytes=unchecked)
         return RateReport.from_parts(part, pixels_of(y.shape[0], image_size), extra_header_bytes=extra_header_bytes)
 
 

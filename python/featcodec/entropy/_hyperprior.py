@@ -10,7 +10,7 @@ from torch import nn
 
 from .._coding import DecodeError
 from .._varint import read_varint, write_varint
-from ._base import ChecksumOption, ChecksumRequirement, check_context
+from ._base import ChecksumOption, ChecksumRequirement, check_context, checksum_size
 from ._compressai_names import HYPERPRIOR_NAMES, CompressAINames
 from ._factorized import FactorizedPrior
 from ._gaussian import GaussianConditional
@@ -69,7 +69,7 @@ class Hyperprior(CompressAINames, nn.Module):
     def config(self) -> dict:
         """The constructor's arguments that a saved model needs besides its state_dict."""
         return {"channels": self.channels, "hyper_channels": self.hyper_channels,
-                "scales": len(self.y_model.scale_table), "straight_through": self.straight_through,
+                "scales": int(self.y_model.scale_table.numel()), "straight_through": self.straight_through,
                 "precision": self.precision}
 
     @property
@@ -180,8 +180,10 @@ class Hyperprior(CompressAINames, nn.Module):
         # The estimate is the eval forward pass, whose scales are float32.
         z_hat, _ = self.z_model.eval_forward(z)
         estimate_scales = self.h_s(z_hat)
+        unchecked = (len(self.y_model.compress(y, scales.to(y.device), q_step=q_step, checksum=False))
+                     if checksum_size(checksum) else None)
         y_part = self.y_model.ledger(y, scales.to(y.device), q_step, y_data, name="y",
-                                     estimate_scales=estimate_scales)
+                                     estimate_scales=estimate_scales, unchecked_bytes=unchecked)
         z_ledger = self.z_model.ledger(z, 1.0, z_data, name="z")
         return RateReport.from_parts(y_part, pixels_of(y.shape[0], image_size), side=z_ledger,
                                      side_prefix_bytes=len(z_part) - len(z_data),

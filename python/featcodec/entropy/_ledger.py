@@ -36,7 +36,7 @@ class PartLedger:
     escapes: int
     message_bytes: int
     header_bytes: int  # the message's header byte and chunk directory
-    checksum_bytes: int
+    checksum_bytes: int  # what the checksum adds: the message's length less its length without one
 
     @property
     def ideal_bits(self) -> float:
@@ -58,8 +58,15 @@ def ledger_of_message(
     indexes: np.ndarray,
     data: bytes,
     table_model_bits_per_symbol: Optional[np.ndarray] = None,
+    unchecked_bytes: Optional[int] = None,
 ) -> PartLedger:
-    """Prices ``symbols`` (coded into ``data`` with ``tables`` and ``indexes``) at every stage."""
+    """Prices ``symbols`` (coded into ``data`` with ``tables`` and ``indexes``) at every stage.
+
+    unchecked_bytes: the length of the same message coded without a
+    checksum; the checksum's cost is the difference (in format 3 the
+    checksum is lane 0's initial state, so it costs its size less the
+    start-up slack it replaces).  None: ``data`` has no checksum.
+    """
     if table_model_bits_per_symbol is None:
         table_model_bits_per_symbol = model_bits_per_symbol
     rows = np.broadcast_to(indexes, symbols.shape).reshape(-1)
@@ -76,7 +83,8 @@ def ledger_of_message(
 
     escaped = ~inside
     raw_bits = _escape_value_bits(values[escaped], offsets[escaped], offsets[escaped] + lengths[escaped])
-    header_bytes, checksum_bytes = message_layout(data, values.size)
+    header_bytes = message_layout(data, values.size)
+    checksum_bytes = 0 if unchecked_bytes is None else len(data) - unchecked_bytes
     ledger = PartLedger(
         name=name,
         symbols=int(values.size),
@@ -105,22 +113,27 @@ def _escape_value_bits(values: np.ndarray, low: np.ndarray, high: np.ndarray) ->
     return _ESCAPE_LENGTH_BITS + nb
 
 
-def message_layout(data: bytes, n_symbols: int) -> tuple[int, int]:
-    """(header bytes, checksum bytes) of a featcodec message of ``n_symbols`` symbols."""
+def declared_checksum_bytes(data: bytes) -> int:
+    """The checksum size a message's header byte declares (bits 5-4: 0, 1, 2 or 4 bytes); 0 if empty."""
     if not data:
-        return 0, 0
-    head = data[0]
-    checksum, chunked = bool(head >> 3 & 1), bool(head >> 2 & 1)
+        return 0
+    code = data[0] >> 4 & 3
+    return 4 if code == 3 else code
+
+
+def message_layout(data: bytes, n_symbols: int) -> int:
+    """Header bytes (header byte and chunk directory) of a featcodec message of ``n_symbols`` symbols."""
+    if not data:
+        return 0
     header = 1
-    if chunked:
-        chunk_bits = data[1]
-        chunks = -(-n_symbols // (1 << chunk_bits))
+    if data[0] >> 2 & 1:  # chunked: chunk_bits, then a varint length for every chunk but the last
+        chunks = -(-n_symbols // (1 << data[1]))
         header += 1
-        for _ in range(chunks - 1):  # varint chunk lengths
+        for _ in range(chunks - 1):
             while data[header] & 0x80:
                 header += 1
             header += 1
-    return header, 4 if checksum else 0
+    return header
 
 
 #: The causes of the gap between the neural estimate and the actual bits, in ledger order.

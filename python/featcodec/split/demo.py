@@ -185,29 +185,11 @@ class PointResult:
 
 def fit_coding_prior(unit: nn.Module, train_features: TensorDataset, q_step: float, settings: DemoSettings,
                      progress: bool) -> "FactorizedPrior":
-    """A FactorizedPrior fitted to the trained unit's code, with its coding tables built."""
-    from tqdm.auto import tqdm
+    """A FactorizedPrior fitted to the trained unit's code, with its coding tables built (codec.fit_prior)."""
+    from ..codec import fit_prior
 
-    from ..entropy import FactorizedPrior, estimate_bits
-
-    with torch.no_grad():
-        codes = torch.cat([unit.encode(batch) for batch in train_features.tensors[0].split(256)])
-    torch.manual_seed(settings.seed)
-    prior = FactorizedPrior(codes.shape[1]).train()
-    # The tail quantiles only bound the tables' support; a larger step settles them in few epochs.
-    density = [p for n, p in prior.named_parameters() if n != "quantiles"]
-    optimizer = torch.optim.Adam([{"params": density, "lr": 1e-2}, {"params": [prior.quantiles], "lr": 0.1}])
-    loader = DataLoader(TensorDataset(codes), batch_size=settings.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(settings.seed))
-    for _ in tqdm(range(settings.prior_epochs), desc="coding prior", leave=False, disable=not progress):
-        for (batch,) in loader:
-            _, likelihoods = prior(batch, q_step=q_step)
-            loss = estimate_bits(likelihoods) / batch.numel() + prior.aux_loss()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    prior.eval().update_tables()
-    return prior
+    return fit_prior(unit, train_features.tensors[0], q_step, epochs=settings.prior_epochs,
+                     batch_size=settings.batch_size, seed=settings.seed, progress=progress)
 
 
 @torch.no_grad()
