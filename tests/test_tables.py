@@ -837,3 +837,55 @@ def test_parametric_scale_argument_errors(family):
         getattr(fc.CdfTables, family)([[1.0, 2.0]])
     with pytest.raises(TypeError, match="scales must be a float array"):
         getattr(fc.CdfTables, family)(["a"])
+
+
+# --- from_cdf: integer CDFs taken as they are --------------------------------------------
+
+
+@given(any_tables(), st.integers(0, 3), st.sampled_from([0, 7]))
+def test_from_cdf_inverts_cdf(t, extra_columns, padding):
+    cdf = t.cdf()
+    # Entries past a row's end are ignored, whatever they hold (CompressAI pads with 0).
+    for i, length in enumerate(t.lengths):
+        cdf[i, length + 2 :] = padding
+    cdf = np.pad(cdf, ((0, 0), (0, extra_columns)), constant_values=padding)
+    back = fc.CdfTables.from_cdf(cdf.astype(np.int32), t.offsets, t.lengths, t.precision)
+    assert back == t
+    check_invariants(back)
+
+
+def test_from_cdf_takes_the_frequencies_as_given():
+    cdf = np.array([[0, 1, 65535, 65536, 0]], dtype=np.int32)  # not what a rate-optimal builder would make
+    t = fc.CdfTables.from_cdf(cdf, [-1], [2], 16)
+    np.testing.assert_array_equal(t.freqs(0), [1, 65534, 1])
+    assert t.offsets.tolist() == [-1]
+
+
+@pytest.mark.parametrize(
+    "cdf, lengths, fragment",
+    [
+        ([[1, 2, 65536]], [1], "start at 0"),
+        ([[0, 5, 5, 65536]], [2], "at least 1"),
+        ([[0, 9, 4, 65536]], [2], "at least 1"),
+        ([[0, 5, 65535]], [1], "must end at"),
+        ([[0, 5, 70000]], [1], "must end at"),
+        ([[0, 5, 65536]], [2], "length 2 must be in"),
+        ([[0, 5, 65536]], [0], "length 0 must be in"),
+        # A step that wraps around 2**32 must not pass for a small frequency.
+        ([[0, 2**32 + 5, 2**32 + 65536]], [1], "must end at"),
+    ],
+)
+def test_from_cdf_rejects_bad_rows(cdf, lengths, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        fc.CdfTables.from_cdf(np.array(cdf, dtype=np.int64), [0], np.array(lengths), 16)
+
+
+def test_from_cdf_argument_errors():
+    with pytest.raises(TypeError, match="integer"):
+        fc.CdfTables.from_cdf(np.zeros((1, 3)), [0], [1])
+    with pytest.raises(ValueError, match="2-D"):
+        fc.CdfTables.from_cdf(np.zeros(3, dtype=np.int32), [0], [1])
+    with pytest.raises(ValueError, match="shape"):
+        fc.CdfTables.from_cdf(np.zeros((2, 3), dtype=np.int32), [0], [1, 1])
+    with pytest.raises(ValueError, match="precision"):
+        fc.CdfTables.from_cdf(np.array([[0, 1, 2]]), [0], [1], precision=17)

@@ -48,7 +48,7 @@ class CdfTables:
 
     def __init__(self, core: "_core.Tables") -> None:
         if not isinstance(core, _core.Tables):
-            raise TypeError("use CdfTables.from_pmf, .gaussian, .laplace, .logistic or .from_bytes")
+            raise TypeError("use CdfTables.from_pmf, .from_cdf, .gaussian, .laplace, .logistic or .from_bytes")
         self._core = core
 
     # --- builders ---------------------------------------------------------------
@@ -142,6 +142,48 @@ class CdfTables:
         precision = check_precision(precision, low=2)
         tail_mass = default_tail_mass(precision) if tail_mass is None else float(tail_mass)
         return cls(_core.Tables.parametric(int(family), scales.astype(np.float64), precision, tail_mass))
+
+    @classmethod
+    def from_cdf(
+        cls, cdf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, precision: int = 16
+    ) -> "CdfTables":
+        """Tables from quantized CDFs as they are, without requantizing: the inverse of :meth:`cdf`.
+
+        cdf: (n_tables, >= max(lengths) + 2) integers; row i starts with 0,
+        then the cumulative frequencies of its ``lengths[i]`` symbols and of
+        the escape, ending at ``2**precision``; entries after that are ignored
+        (padding).  Every frequency must be at least 1.  This is the layout
+        other coders store (CompressAI's ``_quantized_cdf`` with
+        ``_cdf_length - 2`` symbols and ``_offset``), so their integer tables
+        code here unchanged.
+        """
+        cdf = np.asarray(cdf)
+        if cdf.dtype.kind not in "iu":
+            raise TypeError(f"cdf must be an integer array, got dtype {cdf.dtype}")
+        if cdf.ndim != 2:
+            raise ValueError(f"cdf must be 2-D (n_tables, L), got shape {cdf.shape}")
+        offsets = as_int32(offsets, "offsets")
+        lengths = np.asarray(lengths)
+        rows = cdf.shape[0]
+        if offsets.shape != (rows,) or lengths.shape != (rows,) or lengths.dtype.kind not in "iu":
+            raise ValueError(f"offsets and lengths must be integer arrays of shape ({rows},)")
+        _check_precision(precision, low=1)
+        bad = np.flatnonzero((lengths < 1) | (lengths + 2 > cdf.shape[1]))
+        if bad.size:
+            raise ValueError(f"row {bad[0]}: length {lengths[bad[0]]} must be in [1, {cdf.shape[1] - 2}]")
+        if np.any(cdf[:, 0] != 0):
+            raise ValueError(f"row {np.flatnonzero(cdf[:, 0] != 0)[0]}: a CDF must start at 0")
+        used = np.arange(1, cdf.shape[1])[None, :] < lengths[:, None] + 2  # the steps of each row's CDF
+        steps = np.diff(cdf.astype(np.int64), axis=1)
+        bad = np.flatnonzero((used & (steps < 1)).any(axis=1))
+        if bad.size:
+            raise ValueError(f"row {bad[0]}: every frequency must be at least 1 (the CDF must increase)")
+        ends = cdf[np.arange(rows), lengths + 1]
+        bad = np.flatnonzero(ends != 1 << precision)
+        if bad.size:
+            raise ValueError(f"row {bad[0]}: the CDF must end at 2**precision = {1 << precision}, got {ends[bad[0]]}")
+        freqs = steps[used]  # each in [1, 2**precision) now
+        return cls(_core.Tables.from_freqs(precision, offsets, lengths.astype(np.uint32), freqs.astype(np.uint32)))
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> "CdfTables":

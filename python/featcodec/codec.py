@@ -654,7 +654,8 @@ def _factorized_from(config: dict) -> nn.Module:
         raise ValueError("entropy model: filters must be a list of at most 16 widths")
     return FactorizedPrior(_bounded(config, "channels"), filters=[_bounded({"f": f}, "f") for f in filters],
                            tail_mass=float(config["tail_mass"]), likelihood_bound=float(config["likelihood_bound"]),
-                           straight_through=bool(config["straight_through"]), precision=int(config["precision"]))
+                           straight_through=bool(config["straight_through"]),
+                           around_median=bool(config.get("around_median", False)), precision=int(config["precision"]))
 
 
 def _hyperprior_from(config: dict) -> nn.Module:

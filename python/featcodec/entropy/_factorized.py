@@ -14,6 +14,7 @@ from .._tables import CdfTables, default_tail_mass
 from ._base import (ChecksumOption, ChecksumRequirement, EntropyModel, checksum_size, decode_symbols,
                     encode_symbols)
 from ._bounds import lower_bound
+from ._compressai_names import FACTORIZED_NAMES, CompressAINames
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
 from ._quantizer import dequantize, quantize, symbols_of
 
@@ -21,7 +22,7 @@ from ._quantizer import dequantize, quantize, symbols_of
 MAX_SUPPORT = 1 << 14
 
 
-class FactorizedPrior(EntropyModel):
+class FactorizedPrior(CompressAINames, EntropyModel):
     """One learned, flexible density per channel for symbols ``round(y / Q)``.
 
     The CDF of channel c is a monotone MLP (positive matrices, gated tanh
@@ -34,6 +35,17 @@ class FactorizedPrior(EntropyModel):
     rounding in eval.  compress/decompress code ``round(y / Q)`` with the
     stored tables (:meth:`update_tables` first).
 
+    around_median: quantize around each channel's learned median m instead
+    of 0: symbols ``round((y - Q m) / Q)``, ``y_hat = Q m + Q symbol``
+    (CompressAI's EntropyBottleneck does this, with Q = 1).  It fits
+    densities whose centre is off zero better; the median is detached, so
+    only :meth:`aux_loss` moves it.
+
+    filters: the hidden widths of the CDF's MLP.  The default (3, 3, 3) is
+    one layer shallower than CompressAI's (3, 3, 3, 3);
+    :mod:`featcodec.compat.compressai` converts either way and reads the
+    widths from the weights.
+
     >>> import torch
     >>> from featcodec.entropy import FactorizedPrior
     >>> prior = FactorizedPrior(4).eval()
@@ -45,6 +57,8 @@ class FactorizedPrior(EntropyModel):
     True
     """
 
+    _compressai_names = FACTORIZED_NAMES
+
     def __init__(
         self,
         channels: int,
@@ -54,6 +68,7 @@ class FactorizedPrior(EntropyModel):
         tail_mass: float = 1e-9,
         likelihood_bound: float = 1e-9,
         straight_through: bool = False,
+        around_median: bool = False,
         precision: int = 16,
     ) -> None:
         super().__init__(precision)
@@ -66,8 +81,9 @@ class FactorizedPrior(EntropyModel):
         self.tail_mass = float(tail_mass)
         self.likelihood_bound = float(likelihood_bound)
         self.straight_through = straight_through
+        self.around_median = bool(around_median)
 
-        widths = (1, *filters, 1)
+        widths = (1, *self.filters, 1)
         scale = init_scale ** (1.0 / (len(widths) - 1))
         self.matrices = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -122,13 +138,27 @@ class FactorizedPrior(EntropyModel):
         mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return self._from_channels_first(mass, u)
 
+    def _means(self, y: torch.Tensor, q_step: float) -> Optional[torch.Tensor]:
+        """What symbols are centred on, in units of y: Q times each channel's median, or None (zero)."""
+        if not self.around_median:
+            return None
+        medians = self.quantiles.detach()[:, 0, 1].to(device=y.device, dtype=y.dtype)
+        return medians.view((1, self.channels) + (1,) * (y.dim() - 2)) * q_step
+
+    def _symbol_centres(self) -> torch.Tensor:
+        """Per channel, the value of symbol 0 in units of y / Q (float64): the median, or 0."""
+        if not self.around_median:
+            return torch.zeros(self.channels, dtype=torch.float64)
+        return self.quantiles.detach()[:, 0, 1].double().cpu()
+
     def forward(self, y: torch.Tensor, q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(y_hat, likelihoods): y quantized with step Q and each element's probability."""
         mode = ("ste" if self.straight_through else "noise") if self.training else "round"
         return self._quantized_likelihoods(y, q_step, mode)
 
     def _quantized_likelihoods(self, y: torch.Tensor, q_step: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        y_hat = quantize(y, q_step, mode)  # type: ignore[arg-type]
+        self._channels_first(y)  # shape check
+        y_hat = quantize(y, q_step, mode, self._means(y, q_step))  # type: ignore[arg-type]
         likelihoods = lower_bound(self._likelihood(y_hat / q_step), self.likelihood_bound)
         return y_hat, likelihoods
 
@@ -141,7 +171,7 @@ class FactorizedPrior(EntropyModel):
         """The constructor's arguments that a saved model needs besides its state_dict."""
         return {"channels": self.channels, "filters": list(self.filters), "tail_mass": self.tail_mass,
                 "likelihood_bound": self.likelihood_bound, "straight_through": self.straight_through,
-                "precision": self.precision}
+                "around_median": self.around_median, "precision": self.precision}
 
     def aux_loss(self) -> torch.Tensor:
         """Moves the learned quantiles to the tail_mass/2, median and 1 - tail_mass/2 points.
@@ -160,7 +190,7 @@ class FactorizedPrior(EntropyModel):
         return self.parameters()
 
     def _extra_fingerprint(self) -> str:
-        return f"tail={self.tail_mass!r}"
+        return f"tail={self.tail_mass!r}" + ("/around_median" if self.around_median else "")
 
     def _expected_rows(self) -> int:
         return self.channels
@@ -179,9 +209,11 @@ class FactorizedPrior(EntropyModel):
         quantiles that have not converged cannot make the tables escape-heavy.
         """
         tail = default_tail_mass(self.precision) / 2
-        median = torch.round(self.quantiles.detach()[:, 0, 1].double().cpu().clamp(-(2**30), 2**30))
-        low = median - self._distance_to_tail(median, -1, tail)
-        high = median + self._distance_to_tail(median, +1, tail)
+        centres = self._symbol_centres()
+        median = self.quantiles.detach()[:, 0, 1].double().cpu().clamp(-(2**30), 2**30)
+        start = torch.round(median - centres)  # the symbol nearest the median
+        low = start - self._distance_to_tail(start + centres, -1, tail)
+        high = start + self._distance_to_tail(start + centres, +1, tail)
         width = int((high - low).max().item()) + 1
         k = low[:, None] + torch.arange(width, dtype=torch.float64)  # (C, width)
         pmf = self._exact_pmf(k[:, None, :]).reshape(self.channels, width).numpy()
@@ -201,7 +233,7 @@ class FactorizedPrior(EntropyModel):
         return trimmed, (low.numpy().astype(np.int64) + first).astype(np.int32), lengths
 
     def _distance_to_tail(self, start: torch.Tensor, direction: int, tail: float) -> torch.Tensor:
-        """Per channel, a power-of-two distance from ``start`` beyond which the CDF's tail is below ``tail``."""
+        """Per channel, a power-of-two distance from the value ``start`` beyond which the CDF's tail is below ``tail``."""
         layers = self._layers(exact=True)
         threshold = math.log(tail / (1 - tail))  # logit of the tail mass
         distance = torch.ones_like(start)
@@ -216,13 +248,13 @@ class FactorizedPrior(EntropyModel):
 
     @torch.no_grad()
     def _exact_pmf(self, k: torch.Tensor) -> torch.Tensor:
-        """P(k) in float64 on the CPU, no lower bound: the model's own probabilities, k shaped (C, 1, N)."""
+        """P(symbol k) in float64 on the CPU, no lower bound: the model's own probabilities, k shaped (C, 1, N)."""
         return torch.exp(self._exact_log_pmf(k))
 
     @torch.no_grad()
     def _exact_log_pmf(self, k: torch.Tensor) -> torch.Tensor:
         layers = self._layers(exact=True)
-        k = k.double().cpu()
+        k = k.double().cpu() + self._symbol_centres().view(-1, 1, 1)
         lower = self._logits(k - 0.5, layers)
         upper = self._logits(k + 0.5, layers)
         # log(sigmoid(a) - sigmoid(b)), a > b, on the side where it does not cancel.
@@ -248,7 +280,7 @@ class FactorizedPrior(EntropyModel):
         """
         self._channels_first(y)  # shape check
         tables = self.tables
-        symbols = symbols_of(y, q_step).cpu().numpy()
+        symbols = symbols_of(y, q_step, self._means(y, q_step)).cpu().numpy()
         return encode_symbols(symbols, tables, self._indexes(y.dim()), checksum=checksum, context=context,
                               threads=threads)
 
@@ -266,7 +298,8 @@ class FactorizedPrior(EntropyModel):
             raise ValueError(f"shape must be (B, {self.channels}, ...), got {shape}")
         symbols = decode_symbols(data, self.tables, self._indexes(len(shape)), shape=shape, checksum=checksum,
                                  context=context, threads=threads)
-        return dequantize(torch.from_numpy(symbols).to(device or self._device()), q_step)
+        values = torch.from_numpy(symbols).to(device or self._device())
+        return dequantize(values, q_step, self._means(values.float(), q_step))
 
     @torch.no_grad()
     def ledger(self, y: torch.Tensor, q_step: float, data: bytes, name: str = "y",
@@ -277,7 +310,7 @@ class FactorizedPrior(EntropyModel):
         (None: ``data`` has none).
         """
         _, likelihoods = self.eval_forward(y, q_step)
-        symbols = symbols_of(y, q_step)
+        symbols = symbols_of(y, q_step, self._means(y, q_step))
         model_log_pmf = self._from_channels_first(self._exact_log_pmf(self._channels_first(symbols)), symbols)
         return ledger_of_message(
             name,

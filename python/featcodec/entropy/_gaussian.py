@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from .._tables import CdfTables
 from ._base import (ChecksumOption, ChecksumRequirement, EntropyModel, checksum_size, decode_symbols,
                     encode_symbols)
 from ._bounds import lower_bound
+from ._compressai_names import GAUSSIAN_NAMES, CompressAINames
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
 from ._quantizer import check_q_step, dequantize, quantize, symbols_of
 
@@ -22,7 +23,7 @@ def default_scale_table() -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64, dtype=torch.float64, device="cpu"))
 
 
-class GaussianConditional(EntropyModel):
+class GaussianConditional(CompressAINames, EntropyModel):
     """Zero-mean (or mean-shifted) discretized Gaussians, one per element, coded with a scale family.
 
     An element with scale s (in units of y) is coded as the symbol
@@ -33,6 +34,12 @@ class GaussianConditional(EntropyModel):
     Both ends must compute the same table index from the scales; see
     :meth:`table_indexes` for how that is kept robust.
 
+    Scales are the standard deviations themselves, a floating-point tensor,
+    non-negative and finite (else ValueError).  CompressAI's
+    GaussianConditional is called with integer table indexes from its
+    ``build_indexes(scales)`` instead; pass the scales here (and see
+    :mod:`featcodec.compat.compressai` to code CompressAI models).
+
     >>> import torch
     >>> from featcodec.entropy import GaussianConditional
     >>> gc = GaussianConditional().eval()
@@ -42,6 +49,8 @@ class GaussianConditional(EntropyModel):
     >>> torch.equal(gc.decompress(data, scales), gc(y, scales)[0])
     True
     """
+
+    _compressai_names = GAUSSIAN_NAMES
 
     def __init__(
         self,
@@ -67,6 +76,28 @@ class GaussianConditional(EntropyModel):
 
     # --- the density --------------------------------------------------------------
 
+    def check_scales(self, scales: torch.Tensor) -> None:
+        """ValueError unless ``scales`` is a floating-point tensor of non-negative, finite values."""
+        if not isinstance(scales, torch.Tensor):
+            raise TypeError(f"scales must be a torch.Tensor, got {type(scales).__name__}")
+        if not scales.is_floating_point():
+            raise ValueError(f"scales must be a floating-point tensor of standard deviations, got {scales.dtype}"
+                             + self._looks_like_indexes(scales))
+        if scales.numel():
+            low, high = torch.aminmax(scales.detach())  # NaN propagates into both
+            if not (float(low) >= 0 and float(high) < math.inf):
+                raise ValueError(f"scales must be non-negative and finite, got values in [{float(low)}, {float(high)}]")
+
+    def _looks_like_indexes(self, scales: torch.Tensor) -> str:
+        if scales.dtype == torch.bool or scales.is_complex() or not scales.numel():
+            return ""
+        table = cast(torch.Tensor, self.scale_table)
+        low, high = int(scales.min()), int(scales.max())
+        if 0 <= low and high < table.numel():
+            return (f"; its values ({low}..{high}) look like CompressAI table indexes (build_indexes(scales)): "
+                    "featcodec takes the scales themselves, and featcodec.compat.compressai codes CompressAI models")
+        return ""
+
     def _symbol_scales(self, scales: torch.Tensor, q_step: float) -> torch.Tensor:
         return (scales / q_step).clamp_min(float(self.scale_table[0]))
 
@@ -85,6 +116,7 @@ class GaussianConditional(EntropyModel):
 
     def _quantized_likelihoods(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor],
                                q_step: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_scales(scales)
         y_hat = quantize(y, q_step, mode, means)  # type: ignore[arg-type]
         centred = y_hat if means is None else y_hat - means
         likelihoods = self._likelihood(centred / q_step, self._symbol_scales(scales, q_step))
@@ -108,13 +140,15 @@ class GaussianConditional(EntropyModel):
 
         Scales at or below Q times the smallest family scale get table 0 (as
         forward bounds them); beyond the largest, the last table; NaN raises
-        ValueError.  The comparisons are exact (featcodec.scale_index), so
+        ValueError (as do negative scales and integer tensors: see
+        :meth:`check_scales`).  The comparisons are exact (featcodec.scale_index), so
         an encoder and a decoder disagree only if they computed different
         scales (another device, another BLAS), and then only for a scale
         within rounding error of Q * t.  The hyperprior computes its scales
         in float64 to make that rare; the checksum detects it when it happens.
         """
         check_q_step(q_step)
+        self.check_scales(scales)
         values = scales.detach().cpu().numpy()
         return scale_index(values, self.scale_table.cpu().numpy() * q_step)
 

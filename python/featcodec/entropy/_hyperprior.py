@@ -11,13 +11,14 @@ from torch import nn
 from .._coding import DecodeError
 from .._varint import read_varint, write_varint
 from ._base import ChecksumOption, ChecksumRequirement, check_context, checksum_size
+from ._compressai_names import HYPERPRIOR_NAMES, CompressAINames
 from ._factorized import FactorizedPrior
 from ._gaussian import GaussianConditional
 from ._ledger import RateReport, pixels_of
 from ._quantizer import dequantize, symbols_of
 
 
-class Hyperprior(nn.Module):
+class Hyperprior(CompressAINames, nn.Module):
     """z = h_a(y), scales = h_s(round(z)); y ~ N(0, scales) with step Q, z ~ a FactorizedPrior.
 
     h_a: conv C 3x3 / 1, ReLU, conv ``hyper_channels`` 1x1 / 1.
@@ -39,6 +40,8 @@ class Hyperprior(nn.Module):
     >>> torch.equal(model.decompress(data, y.shape, q_step=2.0), model(y, q_step=2.0)[0])
     True
     """
+
+    _compressai_names = HYPERPRIOR_NAMES
 
     def __init__(
         self,
