@@ -512,7 +512,14 @@ def open_storage(storage: Optional[str], out: pathlib.Path) -> Any:
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:"):]))
     engine = {"connect_args": {"timeout": 120}} if storage.startswith("sqlite") else None
-    return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        except Exception:  # two workers creating one database's tables at once: the loser retries
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_study(config: RunConfig, out: pathlib.Path, storage: Optional[str] = None, study_name: Optional[str] = None,
