@@ -56,9 +56,13 @@ def test_search_writes_the_run_folder_from_the_study(searched):
     assert {int(r["trial"]) for r in frontier} == {t.number for t in study.best_trials}
     assert [float(r["true_bpp"]) for r in frontier] == sorted(float(r["true_bpp"]) for r in frontier)
     assert (out / "metric_vs_bpp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    manifest = json.loads((out / "bank" / "manifest.json").read_text())
-    assert [c["trial"] for c in manifest["codecs"]] == [int(r["trial"]) for r in frontier]
-    assert manifest["feature_shape"] == [64, 8, 8]
+    from featcodec.bank import RateBank
+
+    bank = RateBank.load(out / "bank" / "frontier.fcbank")
+    assert bank.feature_shape == (64, 8, 8) and bank.split == "features.block2"
+    assert [u.bpp for u in bank.units] == [float(r["true_bpp"]) for r in frontier]
+    units = json.loads((out / "bank" / "units.json").read_text())
+    assert [u["trial"] for u in units] == [int(r["trial"]) for r in frontier]
     for trial in study.trials:  # the draws came from the digits preset
         assert trial.params["channels"] in (4, 8, 16) and trial.params["stride"] in (1, 2)
         assert -2 <= trial.params["log10_lambda"] <= 1 and 0.5 <= trial.params["q_step"] <= 2
@@ -85,6 +89,16 @@ def test_a_saved_trial_decodes_to_the_eval_forwards_features_and_its_bits_are_th
             sizes.append(len(data))
             assert torch.equal(codec.decode(data), expected[i:i + 1])
     assert float(row["true_bpp"]) == pytest.approx(8 * sum(sizes) / (VAL * PIXELS), rel=1e-12)
+    from featcodec.bank import RateBank
+
+    # The bank sends the same messages, byte for byte in length, and decodes them to the same features.
+    bank = RateBank.load(out / "bank" / "frontier.fcbank")
+    with torch.no_grad():
+        for i in range(4):
+            data = bank.encode(features[i:i + 1], 0)
+            assert len(data) == sizes[i]
+            decoded, unit_id = bank.decode(data)
+            assert unit_id == 0 and torch.equal(decoded, expected[i:i + 1])
     measured = method.measure(run, trained)  # the reloaded unit measures what the search recorded
     assert measured.true_bpp == pytest.approx(float(row["true_bpp"]), rel=1e-12)
     assert abs(measured.metric - float(row["metric"])) <= 1 / VAL

@@ -18,8 +18,9 @@ Outputs (``--out DIR``, written by rank 0 only):
     metric against true bpp: trials, the frontier, the baselines, the network;
 ``trials/NNNN/``
     each trial's unit, rate term and coding prior (safetensors) and ``params.json``;
-``bank/``
-    the frontier exported as a rate bank (:func:`export_frontier`);
+``bank/frontier.fcbank``
+    the frontier as a :class:`featcodec.bank.RateBank` (:func:`export_frontier`),
+    with ``bank/units.json`` mapping its unit ids to trials;
 ``study.db``
     the study (SQLite) unless ``--storage`` names another.
 
@@ -140,38 +141,41 @@ def build_data(config: RunConfig) -> DataSource:
     if d.kind == "digits":
         from .demo import digits_datasets
 
-        train, val = digits_datasets()
-        val = _limit(val, d.limit_val)
-        return DataSource(_limit(train, d.limit_train), val, _Mapped(val, _digits_to_image), _digits_to_input,
-                          "classification", 10)
+        digits_train, digits_val = digits_datasets()
+        val = _limit(digits_val, d.limit_val)
+        return DataSource(_limit(digits_train, d.limit_train), val, _Mapped(val, _digits_to_image),
+                          _digits_to_input, "classification", 10)
     normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize(local.IMAGENET_MEAN,
                                                                                 local.IMAGENET_STD)])
     if d.kind == "imagefolder":
         geometry = transforms.Compose([transforms.Resize(d.resize), transforms.CenterCrop(d.image_size)])
-        train = local.image_folder(d.train, transforms.Compose([geometry, normalize]))  # type: ignore[arg-type]
-        val = local.image_folder(d.val, transforms.Compose([geometry, normalize]))  # type: ignore[arg-type]
-        val_images = local.image_folder(d.val, lambda image: geometry(image.convert("RGB")))  # type: ignore[arg-type]
-        classes = config.network.num_classes or len(val.classes)  # type: ignore[attr-defined]
-        return DataSource(_limit(train, d.limit_train), _limit(val, d.limit_val), _limit(val_images, d.limit_val),
-                          normalize, "classification", classes)
+        assert d.train is not None and d.val is not None  # checked by the config
+        folder_train = local.image_folder(d.train, transforms.Compose([geometry, normalize]))
+        folder_val = local.image_folder(d.val, transforms.Compose([geometry, normalize]))
+        folder_images = local.image_folder(d.val, lambda image: geometry(image.convert("RGB")))
+        classes = config.network.num_classes or len(folder_val.classes)  # type: ignore[attr-defined]
+        return DataSource(_limit(folder_train, d.limit_train), _limit(folder_val, d.limit_val),
+                          _limit(folder_images, d.limit_val), normalize, "classification", classes)
     size = (d.image_size, d.image_size)
 
     def resized(image: Any, mask: Any) -> Tuple[Any, torch.Tensor]:
         import numpy as np
         from PIL import Image
 
-        return (image.resize(size[::-1], Image.BILINEAR),
-                torch.from_numpy(np.array(mask.resize(size[::-1], Image.NEAREST), dtype=np.int64)))
+        return (image.resize(size[::-1], Image.Resampling.BILINEAR),
+                torch.from_numpy(np.array(mask.resize(size[::-1], Image.Resampling.NEAREST), dtype=np.int64)))
 
     def tensors(image: Any, mask: Any) -> Tuple[torch.Tensor, torch.Tensor]:
         image, target = resized(image, mask)
         return normalize(image), target
 
-    train = local.CocoSegmentation(d.train, d.train_annotations, transform=tensors)  # type: ignore[arg-type]
-    val = local.CocoSegmentation(d.val, d.val_annotations, transform=tensors)  # type: ignore[arg-type]
-    val_images = local.CocoSegmentation(d.val, d.val_annotations, transform=resized)  # type: ignore[arg-type]
-    return DataSource(_limit(train, d.limit_train), _limit(val, d.limit_val), _limit(val_images, d.limit_val),
-                      normalize, "segmentation", config.network.num_classes or 21)
+    assert d.train is not None and d.val is not None and d.train_annotations is not None
+    assert d.val_annotations is not None  # all checked by the config
+    coco_train = local.CocoSegmentation(d.train, d.train_annotations, transform=tensors)
+    coco_val = local.CocoSegmentation(d.val, d.val_annotations, transform=tensors)
+    coco_images = local.CocoSegmentation(d.val, d.val_annotations, transform=resized)  # type: ignore[arg-type]
+    return DataSource(_limit(coco_train, d.limit_train), _limit(coco_val, d.limit_val),
+                      _limit(coco_images, d.limit_val), normalize, "segmentation", config.network.num_classes or 21)
 
 
 def build_network(config: RunConfig, data: Optional[DataSource] = None) -> nn.Module:
@@ -240,7 +244,7 @@ class Run:
         """This rank's share of each global batch of ``batch_size`` (see featcodec.split.distributed)."""
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank,
+        sampler: DistributedSampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                      shuffle=True, seed=self.config.train.seed, drop_last=self.dist.active)
         return DataLoader(self.data.train, batch_size=self.dist.local_batch(batch_size), sampler=sampler,
                           num_workers=self.config.data.workers)
@@ -297,6 +301,9 @@ class TrainedBottleneck:
     model: SplitModel
     prior: Any                    # FactorizedPrior with its tables built
     params: Dict[str, Any]
+    feature_shape: Tuple[int, int, int]
+    split: str
+    network: str
 
 
 class BottleneckMethod(Method):
@@ -338,13 +345,21 @@ class BottleneckMethod(Method):
             run.train_loader(t.batch_size))
         model.eval()
         prior = fit_coding_prior(run, model, t.prior_epochs) if run.dist.is_main else None
-        return TrainedBottleneck(model, prior, params)
+        return self._trained(run, model, prior, params)
+
+    @staticmethod
+    def _trained(run: Run, model: SplitModel, prior: Any, params: Dict[str, Any]) -> TrainedBottleneck:
+        return TrainedBottleneck(model, prior, params, run.feature_shape, run.config.network.split,
+                                 run.config.network.name)
 
     def codec(self, trained: TrainedBottleneck) -> Any:
+        """The codec as a rate bank holds it (feature shape known to both ends: a one-byte header),
+        so the true bpp measured is that of the messages the bank sends."""
         from ..codec import FeatureCodec
 
-        unit = trained.model.unit
-        return FeatureCodec(unit.encoder, unit.decoder, trained.prior, trained.model.q_step)
+        unit: Any = trained.model.unit
+        return FeatureCodec(unit.encoder, unit.decoder, trained.prior, trained.model.q_step,
+                            feature_shape=trained.feature_shape, split=trained.split, network=trained.network)
 
     def measure(self, run: Run, trained: TrainedBottleneck) -> Measurement:
         loader = run.val_loader()
@@ -376,7 +391,7 @@ class BottleneckMethod(Method):
         for name, module in (("unit", model.unit), ("rate", model.rate), ("prior", prior)):
             module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(run.device)))
         prior.eval().update_tables()
-        return TrainedBottleneck(model, prior, params)
+        return self._trained(run, model, prior, params)
 
 
 METHODS: Dict[str, Type[Method]] = {"bottleneck": BottleneckMethod}
@@ -401,7 +416,8 @@ def fit_coding_prior(run: Run, model: SplitModel, epochs: int) -> Any:
     from ..entropy import FactorizedPrior, estimate_bits
 
     torch.manual_seed(run.config.train.seed)
-    prior = FactorizedPrior(model.unit.out_channels).to(run.device).train()
+    unit: Any = model.unit
+    prior = FactorizedPrior(unit.out_channels).to(run.device).train()
     # The tail quantiles only bound the tables' support; a larger step settles them in few epochs.
     density = [p for n, p in prior.named_parameters() if n != "quantiles"]
     optimizer = torch.optim.Adam([{"params": density, "lr": 1e-2}, {"params": [prior.quantiles], "lr": 0.1}])
@@ -412,7 +428,7 @@ def fit_coding_prior(run: Run, model: SplitModel, epochs: int) -> Any:
         for batch in loader:
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
             with torch.no_grad():
-                code = model.unit.encode(feature_of(run.head(images.to(run.device))))
+                code = unit.encode(feature_of(run.head(images.to(run.device))))
             _, likelihoods = prior(code, q_step=model.q_step)
             loss = estimate_bits(likelihoods) / code.numel() + prior.aux_loss()
             optimizer.zero_grad()
@@ -544,9 +560,14 @@ def search(config: RunConfig, out: PathLike, trials: Optional[int] = None, stora
     study = open_study(config, out, storage, study_name, sampler) if run.dist.is_main else None
     for _ in range(config.search.trials if trials is None else trials):
         trial = study.ask() if study is not None else None
-        params, number = broadcast_object(run.dist, (method.suggest(trial, run), trial.number)
-                                          if trial is not None else None)  # type: ignore[misc]
+        proposal = (method.suggest(trial, run), trial.number) if trial is not None else None
+        shared: Any = broadcast_object(run.dist, proposal)
+        params: Dict[str, Any] = shared[0]
+        number: int = shared[1]
         folder = out / "trials" / f"{number:04d}"
+        if run.dist.is_main and (folder / "train.pt").exists():
+            (folder / "train.pt").unlink()  # left by another study in this folder: never resume from it
+        run.dist.barrier()
         started = time.perf_counter()
         try:
             trained = method.fit(run, params, folder)
@@ -646,47 +667,39 @@ def write_outputs(run: Run, study: Any, out: pathlib.Path, baselines: bool = Tru
     plot(trials, frontier, extra, reference, out / "metric_vs_bpp.png", run.data.metric,
          f"{run.config.network.name} at {run.config.network.split}")
     method_impl = method_of(run.config)
-    entries = []
+    entries, missing = [], []
     for row in frontier:
-        trained = method_impl.load(run, json.loads((pathlib.Path(row["checkpoint"]) / "params.json").read_text()),
-                                   pathlib.Path(row["checkpoint"]))
+        folder = pathlib.Path(row["checkpoint"])
+        if not (folder / "params.json").exists():  # a worker on another machine, without a shared disk
+            missing.append(row["trial"])
+            continue
+        trained = method_impl.load(run, json.loads((folder / "params.json").read_text()), folder)
         entries.append((method_impl.codec(trained), row))
-    bank = export_frontier(run, entries, out / "bank")
+    if missing:
+        print(f"featcodec: frontier trials {missing} are not in this machine's folders; the bank leaves them out")
+    bank = export_frontier(run, entries, out / "bank") if entries else None
     return {"trials": trials, "frontier": frontier, "baselines": extra, "reference": reference, "bank": bank}
 
 
 def export_frontier(run: Run, entries: Sequence[Tuple[Any, Dict[str, Any]]], folder: pathlib.Path) -> pathlib.Path:
-    """Writes the frontier's codecs, by increasing bpp, for deployment.
-
-    With :mod:`featcodec.bank` installed: a RateBank saved as ``folder/bank``.
-    Without: each codec's encoder, decoder and prior state (safetensors) and a
-    ``manifest.json`` of their bpp, metric and hyper-parameters.
-    """
-    from safetensors.torch import save_file
+    """Writes the frontier's codecs, by increasing bpp, as one rate bank file: ``folder/frontier.fcbank``
+    (:class:`featcodec.bank.RateBank`; unit i is the i-th row of frontier.csv).  A bank holds at most
+    8 units; a longer frontier is thinned to 8 points spread evenly over its rows (ends kept)."""
+    from ..bank import MAX_UNITS, RateBank
 
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        from ..bank import RateBank  # type: ignore[attr-defined]
-    except ImportError:
-        RateBank = None
-    if RateBank is not None:
-        bank = RateBank(feature_shape=run.feature_shape, split=run.config.network.split,
-                        network=run.config.network.name)
-        for codec, row in entries:
-            bank.add(codec, bpp=float(row["true_bpp"]), metric=float(row["metric"]))
-        bank.save(folder / "bank")
-        return folder / "bank"
-    manifest = {"feature_shape": list(run.feature_shape), "split": run.config.network.split,
-                "network": run.config.network.name, "codecs": []}
-    for index, (codec, row) in enumerate(entries):
-        for part, module in (("encoder", codec.encoder), ("decoder", codec.decoder), ("prior", codec.entropy_model)):
-            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-                      str(folder / f"{index}_{part}.safetensors"))
-        manifest["codecs"].append({"id": index, "bpp": float(row["true_bpp"]), "metric": float(row["metric"]),
-                                   "q_step": float(codec.q_step), "trial": row["trial"],
-                                   "params": json.loads((pathlib.Path(row["checkpoint"]) / "params.json").read_text())})
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return folder / "manifest.json"
+    if len(entries) > MAX_UNITS:
+        picks = sorted({round(i * (len(entries) - 1) / (MAX_UNITS - 1)) for i in range(MAX_UNITS)})
+        entries = [entries[i] for i in picks]
+    bank = RateBank(feature_shape=run.feature_shape, split=run.config.network.split, network=run.config.network.name)
+    for codec, row in entries:
+        bank.add(codec, bpp=float(row["true_bpp"]), metric=float(row["metric"]))
+    path = folder / "frontier.fcbank"
+    bank.save(path)
+    (folder / "units.json").write_text(json.dumps(
+        [{"unit": i, "trial": row.get("trial"), "true_bpp": float(row["true_bpp"]), "metric": float(row["metric"]),
+          "checkpoint": row.get("checkpoint")} for i, (_, row) in enumerate(entries)], indent=1))
+    return path
 
 
 def plot(trials: Sequence[Dict[str, Any]], frontier: Sequence[Dict[str, Any]], baselines: Sequence[Dict[str, Any]],

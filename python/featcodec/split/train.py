@@ -213,9 +213,9 @@ class Trainer:
         generator = getattr(loader, "generator", None)
         if generator is not None:
             generator.manual_seed(seed)
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(seed)
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(seed)
 
     def train_epoch(self, loader: Iterable) -> EpochStats:
         from tqdm.auto import tqdm
