@@ -35,3 +35,22 @@ def resnet_input():
 @pytest.fixture(scope="session")
 def deeplab_input():
     return torch.randn(1, 3, 57, 49, generator=torch.Generator().manual_seed(2))
+
+
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory):
+    """A cache folder holding the digits classifier of the runner tests (2 epochs, trained once);
+    XDG_CACHE_HOME points at it for the whole session, so subprocesses find it too."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    from featcodec.split import demo
+
+    demo.trained_classifier(demo.digits_datasets()[0], demo.default_cache_dir(), 2, progress=False)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

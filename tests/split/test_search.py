@@ -7,7 +7,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featcodec.split import CLASSIFICATION, SEGMENTATION, pareto_frontier, random_search
+import optuna
+import pytest
+
+from featcodec.split import CLASSIFICATION, PRESETS, SEGMENTATION, SearchSpace, pareto_frontier
 from featcodec.split.search import frontier_of
 
 
@@ -35,22 +38,32 @@ def test_frontier_example():
     assert pareto_frontier(points) == [3, 2]
 
 
-def test_random_search_draws_from_the_space_and_is_seeded():
-    seen = []
-
-    def evaluate(point):
-        seen.append(point)
-        return point.channels / 128, point.q_step
-
-    results = random_search(CLASSIFICATION, 20, evaluate, seed=3)
-    assert [r.point for r in results] == seen
-    assert [r.point for r in random_search(CLASSIFICATION, 20, evaluate, seed=3)] == seen[:20]
-    assert [r.point for r in random_search(CLASSIFICATION, 20, evaluate, seed=4)] != seen[:20]
-    seen = seen[:20]
-    for p in seen:
+def test_suggest_draws_from_the_space():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    points = [CLASSIFICATION.suggest(study.ask()) for _ in range(30)]
+    for p in points:
         assert p.channels in CLASSIFICATION.channels and p.stride in (2, 4, 6)
         assert 0.5 <= p.q_step <= 10 and 1e-9 <= p.lam <= 1e-6
-    frontier = frontier_of(results)
-    assert all(not any(_dominates((r.metric, r.bpp), (f.metric, f.bpp)) for r in results) for f in frontier)
+    assert len({p.channels for p in points}) > 1 and len({p.stride for p in points}) > 1
+    trial = study.trials[0]
+    assert set(trial.params) == {"channels", "stride", "log10_lambda", "q_step"}
+    assert points[0].lam == pytest.approx(10 ** trial.params["log10_lambda"], rel=1e-12)
     segmentation = SEGMENTATION.sample(random.Random(0))
     assert segmentation.channels in (2, 4, 8, 16, 32, 48, 64) and segmentation.q_step <= 6
+
+
+def test_presets_are_the_papers_ranges():
+    assert PRESETS["cvpr2023-classification-supervised"] == CLASSIFICATION
+    assert PRESETS["cvpr2023-classification-distillation"].log10_lambda == (-11.0, -7.0)
+    assert PRESETS["cvpr2023-segmentation-supervised"] == SEGMENTATION
+    assert PRESETS["cvpr2023-segmentation-distillation"].log10_lambda == (-16.0, -6.0)
+    assert SEGMENTATION.q_step == (0.5, 6.0) and SEGMENTATION.strides == (2, 4, 6)
+
+
+def test_bad_spaces_are_refused():
+    with pytest.raises(ValueError, match="at least one"):
+        SearchSpace(channels=())
+    with pytest.raises(ValueError, match="low <= high"):
+        SearchSpace(channels=(4,), q_step=(2.0, 1.0))
+    with pytest.raises(ValueError, match="positive"):
+        SearchSpace(channels=(4,), q_step=(0.0, 1.0))
