@@ -41,7 +41,10 @@ class FeatureCodec:
 
     encoder: features (B, C, H, W) -> latent y (B, C_r, h, w).
     decoder: latent -> features; if it takes an ``output_size`` argument it is
-    given (H, W), so odd sizes come back exactly.
+    given (H, W), so odd sizes come back exactly.  A decoder that restores
+    another size than its encoder's input (the entropic student codes the
+    image and restores the first residual block's output) says which with a
+    method ``output_size_of((H, W)) -> (h, w)``.
     entropy_model: a :class:`~featcodec.entropy.FactorizedPrior` or
     :class:`~featcodec.entropy.Hyperprior` over C_r channels, with tables
     (``update_tables()``).
@@ -160,10 +163,19 @@ class FeatureCodec:
             y_hat = self.entropy_model.decompress(bytes(data[start:]), shape, q_step=q)
             y_hat = y_hat.to(_device_of(self.decoder, y_hat.device))
             features = self.decoder(y_hat, output_size=size) if self._decoder_takes_size else self.decoder(y_hat)
-        if tuple(features.shape[2:]) != size:
-            raise ValueError(f"the decoder made features of size {tuple(features.shape[2:])}, the sender's were "
-                             f"{size}; give the decoder an output_size argument")
+        expected = self._restored_size(size)
+        if tuple(features.shape[2:]) != expected:
+            raise ValueError(f"the decoder made features of size {tuple(features.shape[2:])}, expected "
+                             f"{expected}; give the decoder an output_size argument")
         return features
+
+    def _restored_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        size_of = getattr(self.decoder, "output_size_of", None)
+        return size if size_of is None else tuple(int(d) for d in size_of(size))  # type: ignore[return-value]
+
+    def input_size_of(self, data: bytes) -> tuple[int, int]:
+        """The (H, W) of the encoder's input that a message was made from (read from its header)."""
+        return self._read_header(data)[1]
 
     @torch.no_grad()
     def report(self, features: torch.Tensor, image_size: Sequence[int], q_step: Optional[float] = None) -> RateReport:
