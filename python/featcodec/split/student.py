@@ -156,7 +156,9 @@ class EntropicStudent(nn.Module):
 
     def __init__(self, network: nn.Module, stem_end: str, bottleneck: StudentBottleneck) -> None:
         super().__init__()
-        self.network, self.stem_end, self.bottleneck = network, stem_end, bottleneck
+        if network.get_submodule(stem_end) is not bottleneck:
+            raise ValueError(f"the network's {stem_end!r} is not the given bottleneck")
+        self.network, self.stem_end = network, stem_end
         self.encoder_frozen = False
         self._tail: Optional[nn.Module] = None
 
@@ -185,6 +187,11 @@ class EntropicStudent(nn.Module):
                 parameter.requires_grad_(False)
             part.eval()
         self.encoder_frozen = True
+
+    @property
+    def bottleneck(self) -> StudentBottleneck:
+        """The module in place of the stem (registered once, inside ``network``)."""
+        return self.network.get_submodule(self.stem_end)  # type: ignore[return-value]
 
     @property
     def encoder(self) -> StudentEncoder:
