@@ -97,7 +97,14 @@ class CRBQStudent(nn.Module):
 
     def __init__(self, network: nn.Module, stage: str, bottleneck: QuantizedBottleneck) -> None:
         super().__init__()
-        self.network, self.stage, self.bottleneck = network, stage, bottleneck
+        if network.get_submodule(stage) is not bottleneck:
+            raise ValueError(f"the network's {stage!r} is not the given bottleneck")
+        self.network, self.stage = network, stage
+
+    @property
+    def bottleneck(self) -> QuantizedBottleneck:
+        """The module in place of ``stage`` (registered once, inside ``network``)."""
+        return self.network.get_submodule(self.stage)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.network(x)
