@@ -153,3 +153,36 @@ def test_presets_hold_the_papers_numbers():
         stages.student_stage1("detection")
     with pytest.raises(ValueError, match="optimizer"):
         StageConfig(optimizer="rmsprop")
+
+
+def test_stage2_segmentation_trains_the_auxiliary_head_faster():
+    import torchvision
+
+    torch.manual_seed(7)
+    deeplab = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=5,
+                                                                 aux_loss=True).eval()
+    student = entropic_student(deeplab, latent_channels=4)
+    before = _snapshot(student)
+    g = torch.Generator().manual_seed(8)
+    data = torch.utils.data.TensorDataset(torch.randn(2, 3, 33, 33, generator=g),  # ASPP's pooled BN needs 2
+                                          torch.randint(0, 5, (2, 33, 33), generator=g))
+    config = stages.student_stage2("segmentation", epochs=1, progress=False)
+    seen = {}
+    original = StageTrainer.fit
+
+    def spy(self, loader, epochs=None):
+        seen["lrs"] = sorted(group["initial_lr"] if "initial_lr" in group else group["lr"]
+                             for group in self.optimizer.param_groups)
+        return original(self, loader, epochs)
+
+    StageTrainer.fit = spy
+    try:
+        train_student_stage2(student, None, torch.utils.data.DataLoader(data, batch_size=2), config)
+    finally:
+        StageTrainer.fit = original
+    assert seen["lrs"] == pytest.approx([2.5e-3, 2.5e-2])
+    after = _snapshot(student)
+    for prefix in ("network.backbone.layer1.encoder.", "network.backbone.layer1.prior."):
+        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+    for prefix in ("network.aux_classifier.", "network.classifier.", "network.backbone.layer1.decoder."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix

@@ -199,8 +199,8 @@ class Uint8Codec:
         low, scale = struct.unpack_from("<ff", data, position)
         if not (np.isfinite(low) and np.isfinite(scale) and scale > 0):
             raise DecodeError(f"bad quantizer in the header: min {low}, scale {scale}")
-        q = np.frombuffer(data, dtype=np.uint8, offset=position + 8, count=count)
-        q = torch.from_numpy(q.copy()).reshape(batch, self.student.bottleneck.bottleneck_channels, h, w)
+        raw = np.frombuffer(data, dtype=np.uint8, offset=position + 8, count=count)
+        q = torch.from_numpy(raw.copy()).reshape(batch, self.student.bottleneck.bottleneck_channels, h, w)
         return dequantize_uint8(q, low, scale), (height, width)
 
     @torch.no_grad()

@@ -97,7 +97,7 @@ def train_student_stage1(student: EntropicStudent, teacher: nn.Module, loader: A
             out = student(images)
         got[student.stem_end] = out.restored
         n = images.shape[0]
-        distortion = sum(_squared_error(got[p], wanted[p]) for p in points) / n
+        distortion = torch.stack([_squared_error(got[p], wanted[p]) for p in points]).sum() / n
         rate = out.rate / n
         loss = distortion + config.beta * rate
         if config.train_encoder:
@@ -153,7 +153,7 @@ def train_student_stage2(student: EntropicStudent, teacher: Optional[nn.Module],
         return loss, {"bits_per_image": float(out.rate.detach()) / images.shape[0]}
 
     trainer = StageTrainer(student, tuned, loss_fn, config, checkpoint=checkpoint, param_groups=groups,
-                           modes=lambda m: m.train(), name="student-stage2")
+                           name="student-stage2")
     return trainer.fit(loader)
 
 
@@ -194,7 +194,7 @@ def train_cr_bq(student: CRBQStudent, teacher: nn.Module, loader: Any, config: S
             teacher(images)
         with taps(student.network, config.distill_points) as got:
             student(images)
-        loss = sum(_squared_error(got[p], wanted[p]) for p in config.distill_points) / images.shape[0]
+        loss = torch.stack([_squared_error(got[p], wanted[p]) for p in config.distill_points]).sum() / images.shape[0]
         return loss, {}
 
     trainer = StageTrainer(student, student.head_parameters(), loss_fn, config, checkpoint=checkpoint,

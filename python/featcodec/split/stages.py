@@ -196,7 +196,7 @@ class StageTrainer:
     """
 
     def __init__(self, model: nn.Module, parameters: Iterable[nn.Parameter], loss_fn: LossFn, config: StageConfig,
-                 *, checkpoint: Optional[PathLike] = None, modes: Optional[Callable[[nn.Module], None]] = None,
+                 *, checkpoint: Optional[PathLike] = None, modes: Optional[Callable[[nn.Module], object]] = None,
                  param_groups: Optional[Sequence[Tuple[Iterable[nn.Parameter], float]]] = None,
                  name: str = "stage") -> None:
         self.model, self.loss_fn, self.config, self.name = model, loss_fn, config, name
@@ -286,7 +286,7 @@ class StageTrainer:
             generator.manual_seed(seed)
 
     def _train_epoch(self, loader: Iterable) -> StageEpoch:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         self.modes(self.model)
         totals: Dict[str, float] = {}

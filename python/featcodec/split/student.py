@@ -217,7 +217,8 @@ class EntropicStudent(nn.Module):
         """The network after the bottleneck, taking what crosses the cut (shares the student's modules)."""
         if self._tail is None:
             _, tail = split(self.network, self.stem_end)
-            for value in tail.crossing[1:]:
+            crossing: tuple = getattr(tail, "crossing")
+            for value in crossing[1:]:
                 if value.kind != SIZE or not value.producer.startswith("input.shape"):
                     raise ValueError(f"the tail after {self.stem_end!r} needs {value.name} from {value.producer}, "
                                      "which the entropic student's server cannot restore")
@@ -227,7 +228,7 @@ class EntropicStudent(nn.Module):
     def tail_output(self, features: torch.Tensor, input_size: Sequence[int]) -> Any:
         """The network's output from the decoder's features and the image's (H, W)."""
         tail = self.tail
-        crossing = tail.crossing  # type: ignore[attr-defined]
+        crossing: tuple = getattr(tail, "crossing")
         if len(crossing) == 1:
             return tail(features)
         return tail((features, *[torch.Size(tuple(input_size)) for _ in crossing[1:]]))
