@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from featcodec.split import SplitModel, TailMode, entropic_student, split, tail_mode_of  # noqa: E402
-from featcodec.split.baselines import cr_bq_student  # noqa: E402
+from featcodec.split.neural_baselines import cr_bq_student  # noqa: E402
 from featcodec.split.student import stem_size  # noqa: E402
 
 SIZES = [(64, 64), (37, 45), (5, 5), (33, 70)]

@@ -30,7 +30,7 @@ from .search import (CLASSIFICATION, SEGMENTATION, SearchPoint, SearchResult, Se
                      pareto_frontier, random_search)
 from .train import EpochStats, TrainConfig, Trainer, evaluate, logits_of, task_loss
 from . import recipes, stages
-from .baselines import (CRBQStudent, FactorizedPriorImageCodec, QuantizedBottleneck, Uint8Codec, cr_bq_student,
+from .neural_baselines import (CRBQStudent, FactorizedPriorImageCodec, QuantizedBottleneck, Uint8Codec, cr_bq_student,
                         end_to_end_student)
 from .gdn import GDN
 from .latency import LORA_KBPS, LatencyReport, latency_report, transfer_seconds

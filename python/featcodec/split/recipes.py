@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import CRBQStudent, FactorizedPriorImageCodec
+from .neural_baselines import CRBQStudent, FactorizedPriorImageCodec
 from .stages import StageConfig, StageEpoch, StageTrainer, taps
 from .student import EntropicStudent
 from .train import logits_of, split_batch

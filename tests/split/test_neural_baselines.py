@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from featcodec import DecodeError  # noqa: E402
 from featcodec.split import latency, stages  # noqa: E402
-from featcodec.split.baselines import (FactorizedPriorImageCodec, cr_bq_student, dequantize_uint8,  # noqa: E402
+from featcodec.split.neural_baselines import (FactorizedPriorImageCodec, cr_bq_student, dequantize_uint8,  # noqa: E402
                                        end_to_end_student, quantize_uint8)
 from featcodec.split.recipes import train_cr_bq, train_end_to_end, train_input_codec  # noqa: E402
 from featcodec.split.student import entropic_student  # noqa: E402
