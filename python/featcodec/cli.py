@@ -8,7 +8,12 @@ from typing import Optional, Sequence
 USAGE = """usage: featcodec <command> [options]
 
 commands:
-  demo    train bottleneck units on scikit-learn's digits, code the test set, plot accuracy vs bpp
+  search CONFIG    Optuna search over (C_r, S, lambda, Q): trials, Pareto frontier, plot, rate bank
+  train CONFIG     train the config's one bottleneck and measure its true bpp
+  evaluate CONFIG  measure saved units (default: the run's frontier) and the image-codec baselines
+  demo             train bottleneck units on scikit-learn's digits, code the test set, plot accuracy vs bpp
+
+Run `featcodec COMMAND --help` for a command's options; under torchrun, search and train use DDP.
 """
 
 
@@ -22,6 +27,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .split.demo import main as demo_main  # torch is imported here, only for the demo
 
         return demo_main(rest)
+    if command in ("search", "train", "evaluate"):
+        from .split.runner import main as runner_main  # torch and optuna are imported here
+
+        return runner_main(command, rest)
     print(f"featcodec: unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import torch
+
 from featcodec.split import demo
 
 
@@ -24,10 +26,43 @@ def test_quick_demo_codes_real_bitstreams_and_caches_the_classifier(tmp_path, ca
     assert cached.stat().st_mtime_ns == stamp  # trained once
     assert {(r.point.objective, r.point.rate) for r in results} == {
         (o, r) for o in ("supervised", "unsupervised") for r in ("l1", "hyperprior")}
+    test_images = len(demo.digits_datasets()[1])
     for r in results:
-        assert 0 <= r.coded_accuracy <= 1 and r.true_bpp > 0 and r.prior_bpp > 0
+        # Lossless coding: the decoded features give the eval forward's predictions (one image at a time
+        # against a batch may flip a borderline argmax, hence two images' worth of slack).
+        assert abs(r.coded_accuracy - r.accuracy) <= 2 / test_images
+        # True bits cover the coding prior's information content plus a bounded per-message cost.
+        assert r.prior_bpp <= r.true_bpp <= r.prior_bpp + 24 * 8 / demo.IMAGE_SIZE ** 2
         assert r.one_message_bpp <= r.true_bpp  # one header and flush instead of one per image
         assert (r.estimator_bpp is None) == (r.point.rate == "l1")
+
+
+def test_decoded_features_are_the_eval_forwards_and_bits_are_the_bytes(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from featcodec.codec import FeatureCodec
+    from featcodec.entropy import quantize
+
+    settings = demo.DemoSettings.quick()
+    train, test = demo.digits_datasets()
+    classifier = demo.trained_classifier(train, tmp_path, settings.classifier_epochs, progress=False)
+    head, tail = demo.split(classifier, demo.SPLIT_POINT)
+    train_features, test_features = demo.head_features(head, train), demo.head_features(head, test)
+    point = demo.DemoPoint("supervised", "l1", 1.0, 0.5)
+    model = demo.train_unit(tail, point, train_features, settings, progress=False)
+    prior = demo.fit_coding_prior(model.unit, train_features, point.q_step, settings, progress=False)
+    codec = FeatureCodec(model.unit.encoder, model.unit.decoder, prior, point.q_step)
+    few = TensorDataset(*(t[:12] for t in test_features.tensors))
+    features = few.tensors[0]
+    with torch.no_grad():
+        expected = model.unit.decode(quantize(model.unit.encode(features), point.q_step, "round"), (8, 8))
+        for i in range(len(features)):
+            assert torch.equal(codec.decode(codec.encode(features[i:i + 1])), expected[i:i + 1])
+    accuracy, bpp = demo.code_test_set(codec, tail, few)
+    assert bpp == sum(8 * len(codec.encode(features[i:i + 1])) for i in range(12)) / (12 * demo.IMAGE_SIZE ** 2)
+    with torch.no_grad():
+        hits = sum(int(tail(expected[i:i + 1]).argmax(1).item() == int(few.tensors[1][i])) for i in range(12))
+    assert accuracy == hits / 12
 
 
 def test_digits_are_local_and_upscaled():

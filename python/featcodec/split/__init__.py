@@ -26,8 +26,8 @@ models) and the codec; nothing below it imports it.
 from .cut import CrossingValue, crossing_summary, feature_of, split, with_feature
 from .model import SplitModel, SplitOutput, freeze
 from .rate import L1Rate, NeuralRate, RATE_TERMS, RateTerm, factorized_rate, hyperprior_rate, make_rate
-from .search import (CLASSIFICATION, SEGMENTATION, SearchPoint, SearchResult, SearchSpace, frontier_of,
-                     pareto_frontier, random_search)
+from .search import (CLASSIFICATION, PRESETS, SEGMENTATION, SearchPoint, SearchResult, SearchSpace, frontier_of,
+                     pareto_frontier)
 from .train import EpochStats, TrainConfig, Trainer, evaluate, logits_of, task_loss
 from . import recipes, stages
 from .neural_baselines import (CRBQStudent, FactorizedPriorImageCodec, QuantizedBottleneck, Uint8Codec, cr_bq_student,
@@ -51,6 +51,6 @@ __all__ = [
     "NeuralRate", "RATE_TERMS", "RateTerm", "SEGMENTATION", "SearchPoint", "SearchResult", "SearchSpace",
     "SplitModel", "SplitOutput", "Stage", "TrainConfig", "Trainer", "UNIT_KINDS", "crossing_summary", "evaluate",
     "factorized_rate", "feature_of", "freeze", "frontier_of", "hyperprior_rate", "logits_of", "make_rate",
-    "make_unit", "pareto_frontier", "parameter_count", "random_search", "register_unit", "split", "task_loss",
+    "make_unit", "pareto_frontier", "parameter_count", "PRESETS", "register_unit", "split", "task_loss",
     "with_feature",
 ]

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..entropy import FactorizedPrior
 from .model import SplitModel
 from .rate import make_rate
-from .search import SearchPoint, SearchResult, SearchSpace, frontier_of, random_search
+from .search import PRESETS, SearchPoint, SearchResult
 from .train import TrainConfig, Trainer, evaluate
 from .units import make_unit
 
@@ -253,21 +253,34 @@ def run_point(tail: nn.Module, point: DemoPoint, train: TensorDataset, test: Ten
                        coded_accuracy, hyper_bpp, one_message_bpp)
 
 
-DEMO_SEARCH_SPACE = SearchSpace(channels=(4, 8, 16), strides=(1, 2), q_step=(0.5, 2.0), log10_lambda=(-2.0, 1.0))
+DEMO_SEARCH_SPACE = PRESETS["digits"]
 """Where ``--search`` draws (C_r, S, lambda, Q) from (lambda for rate in bits per pixel)."""
 
 
 def search(settings: DemoSettings, tail: nn.Module, train: TensorDataset, test: TensorDataset, trials: int,
            progress: bool) -> List[SearchResult]:
-    """Random search over (C_r, S, lambda, Q), supervised with the hyperprior; prints the frontier."""
+    """Random search (an Optuna study) over (C_r, S, lambda, Q), supervised with the hyperprior;
+    prints the study's Pareto frontier."""
+    import optuna
+
+    from .runner import TrialSeededRandomSampler
+
     def measure(point: SearchPoint) -> Tuple[float, float]:
         local = dataclasses.replace(settings, code_channels=point.channels, stride=point.stride)
         result = run_point(tail, DemoPoint("supervised", "hyperprior", point.lam, point.q_step), train, test,
                            local, progress)
         return result.coded_accuracy, result.true_bpp
 
-    results = random_search(DEMO_SEARCH_SPACE, trials, measure, seed=settings.seed)
-    frontier = frontier_of(results)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=TrialSeededRandomSampler(settings.seed))
+    results = []
+    for _ in range(trials):
+        trial = study.ask()
+        point = DEMO_SEARCH_SPACE.suggest(trial)
+        metric, bpp = measure(point)
+        study.tell(trial, [metric, bpp])
+        results.append(SearchResult(point, float(metric), float(bpp)))
+    frontier = [results[t.number] for t in study.best_trials]
     print(f"random search, {trials} trials (supervised, hyperprior); Pareto frontier of (accuracy, true bpp):")
     for r in results:
         mark = "*" if any(r is f for f in frontier) else " "

@@ -1,16 +1,23 @@
-"""Random search over (C_r, S, lambda, Q) and the Pareto frontier of (metric, bpp).
+"""The search space over (C_r, S, lambda, Q), the papers' ranges, and the Pareto frontier of (metric, bpp).
 
-The ranges of :data:`CLASSIFICATION` and :data:`SEGMENTATION` are the seeds'
-(DESIGN.md).  Their lambda exponents assume the seeds' loss scaling; with
-``L_rate`` in bits per pixel (:mod:`featcodec.split.train`) the useful range
-is different, so pass ``log10_lambda`` for your own setup.
+The ranges of :data:`PRESETS` are those of Ahuja et al., CVPR 2023 (table I
+and its supplementary), per task and objective.  Their lambda exponents
+assume the paper's loss scaling (a rate term in bits); with ``L_rate`` in
+bits per pixel (:mod:`featcodec.split.train`) the useful range moves, so a
+config may override ``log10_lambda``.  The search itself runs on Optuna
+(:mod:`featcodec.split.runner`): :meth:`SearchSpace.suggest` draws one point
+from a trial.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,27 @@ class SearchSpace:
     q_step: Tuple[float, float] = (0.5, 10.0)
     log10_lambda: Tuple[float, float] = (-9.0, -6.0)
 
+    def __post_init__(self) -> None:
+        if not self.channels or not self.strides:
+            raise ValueError("a search space needs at least one C_r and one S")
+        if min(self.channels) < 1 or min(self.strides) < 1:
+            raise ValueError(f"C_r and S must be positive, got {self.channels}, {self.strides}")
+        for name in ("q_step", "log10_lambda"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"{name} range must be (low, high) with low <= high, got {(low, high)}")
+        if self.q_step[0] <= 0:
+            raise ValueError(f"Q must be positive, got the range {self.q_step}")
+
+    def suggest(self, trial: "optuna.trial.BaseTrial") -> SearchPoint:
+        """One point drawn by an Optuna trial (lambda log-uniform, Q uniform, C_r and S categorical)."""
+        return SearchPoint(
+            channels=int(trial.suggest_categorical("channels", list(self.channels))),
+            stride=int(trial.suggest_categorical("stride", list(self.strides))),
+            lam=10.0 ** trial.suggest_float("log10_lambda", *self.log10_lambda),
+            q_step=trial.suggest_float("q_step", *self.q_step),
+        )
+
     def sample(self, rng: random.Random) -> SearchPoint:
         return SearchPoint(
             channels=rng.choice(self.channels),
@@ -42,9 +70,19 @@ class SearchSpace:
 
 
 CLASSIFICATION = SearchSpace(channels=(32, 64, 96, 128), q_step=(0.5, 10.0), log10_lambda=(-9.0, -6.0))
-"""The seeds' classification space (supervised lambda range; unsupervised: (-11, -7))."""
+"""Ahuja et al., CVPR 2023: the classification space (supervised lambda range; distillation: (-11, -7))."""
 SEGMENTATION = SearchSpace(channels=(2, 4, 8, 16, 32, 48, 64), q_step=(0.5, 6.0), log10_lambda=(-4.0, -1.0))
-"""The seeds' segmentation space (supervised lambda range; unsupervised: (-16, -6))."""
+"""Ahuja et al., CVPR 2023: the segmentation space (supervised lambda range; distillation: (-16, -6))."""
+
+PRESETS: Dict[str, SearchSpace] = {
+    "cvpr2023-classification-supervised": CLASSIFICATION,
+    "cvpr2023-classification-distillation": dataclasses.replace(CLASSIFICATION, log10_lambda=(-11.0, -7.0)),
+    "cvpr2023-segmentation-supervised": SEGMENTATION,
+    "cvpr2023-segmentation-distillation": dataclasses.replace(SEGMENTATION, log10_lambda=(-16.0, -6.0)),
+    # Digits at 32x32 with L_rate in bits per pixel (featcodec's scaling): the useful range is near 1.
+    "digits": SearchSpace(channels=(4, 8, 16), strides=(1, 2), q_step=(0.5, 2.0), log10_lambda=(-2.0, 1.0)),
+}
+"""Search spaces by name, for configs (``[search] preset = ...``)."""
 
 
 @dataclass
@@ -53,18 +91,6 @@ class SearchResult:
     metric: float          # higher is better (accuracy, mIoU)
     bpp: float             # lower is better
     extra: Dict[str, float] = field(default_factory=dict)
-
-
-def random_search(space: SearchSpace, trials: int, evaluate: Callable[[SearchPoint], Tuple[float, float]],
-                  seed: int = 0) -> List[SearchResult]:
-    """Draws ``trials`` points and evaluates each: ``evaluate(point) -> (metric, bpp)``."""
-    rng = random.Random(seed)
-    results = []
-    for _ in range(trials):
-        point = space.sample(rng)
-        metric, bpp = evaluate(point)
-        results.append(SearchResult(point, float(metric), float(bpp)))
-    return results
 
 
 def pareto_frontier(points: Sequence[Tuple[float, float]]) -> List[int]:

@@ -24,13 +24,16 @@ import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .model import SplitModel
+
+if TYPE_CHECKING:
+    from .distributed import Distributed
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -120,12 +123,31 @@ class Trainer:
     if it exists; ``fit(loader)`` trains up to ``config.epochs`` epochs.
     ``pixels_per_item``: the input's H x W when the loader yields something
     else than input images (see :func:`pixels_of`).
+
+    ``distributed`` (from :func:`featcodec.split.distributed.init_from_env`)
+    with several processes: the forward runs through DistributedDataParallel,
+    the unit's batch norms normalize over the global batch, and only rank 0
+    writes the checkpoint (every rank resumes from it).  Its loader must
+    give each rank its share of the global batch (a ``DistributedSampler``,
+    whose epoch is set here).
     """
 
     def __init__(self, model: SplitModel, config: TrainConfig, checkpoint: Optional[PathLike] = None,
-                 device: Union[str, torch.device] = "cpu", pixels_per_item: Optional[int] = None) -> None:
+                 device: Union[str, torch.device] = "cpu", pixels_per_item: Optional[int] = None,
+                 distributed: Optional["Distributed"] = None) -> None:
         self.model, self.config, self.device = model.to(device), config, torch.device(device)
         self.pixels_per_item = pixels_per_item
+        self.distributed = distributed
+        self.forward_model: nn.Module = model
+        if distributed is not None and distributed.active:
+            from .distributed import global_batch_norm
+
+            global_batch_norm(model.unit)
+            global_batch_norm(model.rate)
+            # Running statistics are the same on every rank (global batch norm), so no buffer broadcast.
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
         self.checkpoint = pathlib.Path(checkpoint) if checkpoint is not None else None
         self.optimizer = self._make_optimizer()
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, config.step_size, config.gamma)
@@ -153,7 +175,9 @@ class Trainer:
         }
 
     def save(self, path: PathLike) -> None:
-        """Writes the checkpoint atomically (a crash never leaves half a file)."""
+        """Writes the checkpoint atomically (a crash never leaves half a file); rank 0 only."""
+        if self.distributed is not None and not self.distributed.is_main:
+            return
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
@@ -189,6 +213,9 @@ class Trainer:
         generator = getattr(loader, "generator", None)
         if generator is not None:
             generator.manual_seed(seed)
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(seed)
 
     def train_epoch(self, loader: Iterable) -> EpochStats:
         from tqdm.auto import tqdm
@@ -202,7 +229,7 @@ class Trainer:
             images, target = split_batch(batch)
             images = images.to(self.device)
             target = target.to(self.device) if target is not None else None
-            out = self.model(images, with_reference=unsupervised)
+            out = self.forward_model(images, with_reference=unsupervised)
             rate = out.rate / pixels_of(images, self.pixels_per_item)
             task = task_loss(self.config, out.output, target, out.reference)
             loss = rate + self.config.lam * task + self.model.rate.aux_loss()
