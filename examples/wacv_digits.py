@@ -149,6 +149,7 @@ def plot(rows: List[Row], baseline: float, path: pathlib.Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs per method and point")
+    parser.add_argument("--teacher-epochs", type=int, default=6, help="epochs training the ResNet-18 (cached)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("docs"))
     parser.add_argument("--lambdas", type=float, nargs="*", default=[0.01, 0.1, 1.0, 10.0])
     parser.add_argument("--betas", type=float, nargs="*", default=[0.3, 3.0, 30.0, 300.0])
@@ -157,7 +158,7 @@ def main() -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     started = time.perf_counter()
     train, test = digits_datasets(SIZE)
-    teacher = teacher_network(train)
+    teacher = teacher_network(train, args.teacher_epochs)
     baseline = evaluate(teacher, DataLoader(test, batch_size=256))["accuracy"]
     print(f"ResNet-18 on digits {SIZE}x{SIZE}: test accuracy {baseline:.4f} ({time.perf_counter() - started:.0f} s)")
     rows: List[Row] = []

@@ -658,6 +658,8 @@ def export_frontier(run: Run, entries: Sequence[Tuple[Any, Dict[str, Any]]], fol
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    # Codecs without an entropy model (CR+BQ's raw 8-bit codes) have nothing a rate bank could hold.
+    entries = [(codec, row) for codec, row in entries if getattr(codec, "entropy_model", None) is not None]
     try:
         from ..bank import RateBank  # type: ignore[attr-defined]
     except ImportError:
@@ -820,3 +822,6 @@ def _print_frontier(rows: Sequence[Dict[str, str]], out: pathlib.Path) -> None:
 __all__ = ["BottleneckMethod", "CodedNetwork", "DataSource", "METHODS", "Measurement", "Method", "Run",
            "build_data", "build_network", "evaluate_run", "export_frontier", "main", "open_study",
            "register_method", "search", "train"]
+
+
+from . import wacv_methods  # noqa: E402,F401  (registers the methods of Matsubara et al., WACV 2022)
