@@ -108,7 +108,7 @@ class _WACVMethod(Method):
         return Measurement(result[run.data.metric], coded.bits / max(coded.pixels, 1), None,
                            {"parameters": float(parameters)})
 
-    def save(self, trained: Tuple[nn.Module, Dict[str, Any]], folder: pathlib.Path) -> None:
+    def save(self, trained: Tuple[Any, Dict[str, Any]], folder: pathlib.Path) -> None:
         from safetensors.torch import save_file
 
         model, params = trained
@@ -117,25 +117,25 @@ class _WACVMethod(Method):
                   str(folder / "model.safetensors"))
         (folder / "params.json").write_text(json.dumps(params, indent=1, sort_keys=True))
 
-    def load(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def load(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         from safetensors.torch import load_file
 
         model = self.build(run, params)
         model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(run.device)))
         return model.eval(), params
 
-    def build(self, run: Run, params: Dict[str, Any]) -> nn.Module:
+    def build(self, run: Run, params: Dict[str, Any]) -> Any:
         raise NotImplementedError
 
 
 class EntropicStudentMethod(_WACVMethod):
     """The entropic student: stage 1 (``[method] stage1``) then stage 2 (``stage2``); the rate weight is beta."""
 
-    def build(self, run: Run, params: Dict[str, Any]) -> nn.Module:
+    def build(self, run: Run, params: Dict[str, Any]) -> Any:
         torch.manual_seed(run.config.train.seed)
         return entropic_student(run.network, latent_channels=int(params["channels"])).to(run.device)
 
-    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         self._single_process(run)
         student = self.build(run, params)
         task = self.task(run)
@@ -147,24 +147,24 @@ class EntropicStudentMethod(_WACVMethod):
                              checkpoint=folder / "stage2.pt", device=run.device)
         return student.eval(), params
 
-    def measure(self, run: Run, trained: Tuple[nn.Module, Dict[str, Any]]) -> Measurement:
+    def measure(self, run: Run, trained: Tuple[Any, Dict[str, Any]]) -> Measurement:
         student = trained[0]
-        codec = student.codec()  # type: ignore[operator]
+        codec = student.codec()
         return self._measure(run, lambda x: student.client(x, codec), lambda d: student.server(d, codec),
-                             parameter_count(student.bottleneck.encoder))  # type: ignore[arg-type]
+                             parameter_count(student.bottleneck.encoder))
 
-    def codec(self, trained: Tuple[nn.Module, Dict[str, Any]]) -> Any:
-        return trained[0].codec()  # type: ignore[operator]
+    def codec(self, trained: Tuple[Any, Dict[str, Any]]) -> Any:
+        return trained[0].codec()
 
 
 class EndToEndMethod(EntropicStudentMethod):
     """Singh et al., ICIP 2020: the student's architecture trained from scratch on CE + beta * bits (``stage``)."""
 
-    def build(self, run: Run, params: Dict[str, Any]) -> nn.Module:
+    def build(self, run: Run, params: Dict[str, Any]) -> Any:
         return end_to_end_student(run.network, latent_channels=int(params["channels"]),
                                   seed=run.config.train.seed).to(run.device)
 
-    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         self._single_process(run)
         student = self.build(run, params)
         config = self.stage(run, stages.end_to_end(self.task(run), beta=float(params["lam"])), "stage")
@@ -181,11 +181,11 @@ class CRBQMethod(_WACVMethod):
     def fixed(self, run: Run) -> Dict[str, Any]:
         return {"channels": int(run.config.train.channels)}
 
-    def build(self, run: Run, params: Dict[str, Any]) -> nn.Module:
+    def build(self, run: Run, params: Dict[str, Any]) -> Any:
         torch.manual_seed(run.config.train.seed)
         return cr_bq_student(run.network, int(params["channels"])).to(run.device)
 
-    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         self._single_process(run)
         student = self.build(run, params)
         config = self.stage(run, stages.cr_bq(self.task(run)), "stage")
@@ -193,18 +193,18 @@ class CRBQMethod(_WACVMethod):
                     checkpoint=folder / "train.pt", device=run.device)
         return student.eval(), params
 
-    def load(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def load(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         student, params = super().load(run, params, folder)
-        student.bottleneck.quantize = True  # type: ignore[union-attr]
+        student.bottleneck.quantize = True
         return student, params
 
-    def measure(self, run: Run, trained: Tuple[nn.Module, Dict[str, Any]]) -> Measurement:
-        codec = trained[0].codec()  # type: ignore[operator]
+    def measure(self, run: Run, trained: Tuple[Any, Dict[str, Any]]) -> Measurement:
+        codec = trained[0].codec()
         return self._measure(run, codec.encode, codec.decode,
-                             parameter_count(trained[0].bottleneck.encoder))  # type: ignore[union-attr,arg-type]
+                             parameter_count(trained[0].bottleneck.encoder))
 
-    def codec(self, trained: Tuple[nn.Module, Dict[str, Any]]) -> Any:
-        return trained[0].codec()  # type: ignore[operator]
+    def codec(self, trained: Tuple[Any, Dict[str, Any]]) -> Any:
+        return trained[0].codec()
 
 
 class InputCodecMethod(_WACVMethod):
@@ -218,11 +218,11 @@ class InputCodecMethod(_WACVMethod):
         o = self.options(run)
         return {"lam": float(run.config.train.lam), "channels": int(o.get("codec_channels", 128))}
 
-    def build(self, run: Run, params: Dict[str, Any]) -> nn.Module:
+    def build(self, run: Run, params: Dict[str, Any]) -> Any:
         torch.manual_seed(run.config.train.seed)
         return FactorizedPriorImageCodec(int(params["channels"])).to(run.device)
 
-    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         self._single_process(run)
         model = self.build(run, params)
         config = self.stage(run, stages.input_codec(lam=float(params["lam"])), "stage")
@@ -230,14 +230,14 @@ class InputCodecMethod(_WACVMethod):
                           device=run.device)
         return model.eval(), params
 
-    def measure(self, run: Run, trained: Tuple[nn.Module, Dict[str, Any]]) -> Measurement:
-        codec = trained[0].codec()  # type: ignore[operator]
+    def measure(self, run: Run, trained: Tuple[Any, Dict[str, Any]]) -> Measurement:
+        codec = trained[0].codec()
         network = run.network.eval()
         return self._measure(run, codec.encode, lambda d: network(codec.decode(d)),
-                             parameter_count(trained[0].g_a))  # type: ignore[arg-type]
+                             parameter_count(trained[0].g_a))
 
-    def codec(self, trained: Tuple[nn.Module, Dict[str, Any]]) -> Any:
-        return trained[0].codec()  # type: ignore[operator]
+    def codec(self, trained: Tuple[Any, Dict[str, Any]]) -> Any:
+        return trained[0].codec()
 
 
 for _name, _method in (("entropic_student", EntropicStudentMethod), ("end_to_end", EndToEndMethod),
