@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,13 +21,19 @@ DecodeError.__module__ = "featcodec"
 #: so a chunk of 2**19 symbols (typically 200+ KB) keeps that below 0.01 %.
 DEFAULT_CHUNK_SIZE = 1 << 19
 
+#: Checksum sizes in bytes a message may carry; ``checksum=True`` is the largest.
+CHECKSUM_SIZES = (1, 2, 4)
+
+Checksum = Union[bool, int]
+
 
 def encode(
     symbols: np.ndarray,
     tables: CdfTables,
     indexes: np.ndarray,
     *,
-    checksum: bool = True,
+    checksum: Checksum = True,
+    context: bytes = b"",
     threads: Optional[int] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> bytes:
@@ -38,8 +44,14 @@ def encode(
     coded with table ``indexes[i]``.  A factorized model over channels of a
     (B, C, H, W) tensor is ``indexes`` of shape (1, C, 1, 1): nothing is
     materialized per element.
-    checksum: append a 4-byte checksum of the values, so that decoding
-    corrupt bytes, or with other tables or indexes, raises DecodeError.
+    checksum: a checksum of the values (and of ``context``), so that decoding
+    corrupt bytes, or with other tables, indexes or shape, raises
+    DecodeError: True for 4 bytes, False for none, or a size of 1, 2 or 4
+    bytes (a wrong message then passes with probability 2**(-8 * size)).
+    context: associated data that the receiver has by other means (a
+    container's header, a model fingerprint): hashed into the checksum but
+    not sent, so :func:`decode` with another context raises DecodeError.
+    Needs a checksum (ValueError without one).
     threads: chunks coded in parallel (default: all available cores).
     chunk_size: symbols per chunk, a power of two in [16, 2**30].
 
@@ -53,9 +65,9 @@ def encode(
     _check_tables(tables)
     values = as_int32(symbols, "symbols")
     table_indexes = as_int32(indexes, "indexes")  # broadcast natively, without a copy
-    return _core.encode(
-        values, tables._core, table_indexes, bool(checksum), _threads(threads), _chunk_bits(chunk_size)
-    )
+    size = checksum_size(checksum)
+    aad = _context(context, size)
+    return _core.encode(values, tables._core, table_indexes, size, aad, _threads(threads), _chunk_bits(chunk_size))
 
 
 def decode(
@@ -64,19 +76,31 @@ def decode(
     indexes: np.ndarray,
     *,
     shape: Optional[Sequence[int]] = None,
+    checksum: Optional[Checksum] = None,
+    context: bytes = b"",
     threads: Optional[int] = None,
 ) -> np.ndarray:
     """Decodes bytes from :func:`encode` with the same tables and indexes.
 
     Returns an int32 array of ``shape`` (default: ``indexes``' shape).
     Raises DecodeError for bytes that are not such a message.
+
+    checksum: what the message must carry.  None or False: whatever it says
+    (a message without a checksum is checked only structurally); True: a
+    checksum of any size; an int n in (1, 2, 4): at least n bytes.  Since
+    the message itself says whether it has a checksum, a receiver that
+    relies on it must ask for it here.
+    context: the encoder's ``context``.  A nonempty context needs a checksum:
+    with ``checksum=False`` it is a ValueError, and a message without one
+    raises DecodeError.
     """
     _check_tables(tables)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    _check_data(data)
     table_indexes = as_int32(indexes, "indexes")
     shape = table_indexes.shape if shape is None else as_shape(shape)
-    return _core.decode(bytes(data), tables._core, table_indexes, shape, _threads(threads))
+    required = required_checksum(checksum, context)
+    aad = _context(context, None)
+    return _core.decode(bytes(data), tables._core, table_indexes, shape, required, aad, _threads(threads))
 
 
 def information_content(symbols: np.ndarray, tables: CdfTables, indexes: np.ndarray) -> float:
@@ -89,6 +113,41 @@ def information_content(symbols: np.ndarray, tables: CdfTables, indexes: np.ndar
     _check_tables(tables)
     values = as_int32(symbols, "symbols")
     return _core.information_content(values, tables._core, as_int32(indexes, "indexes"))
+
+
+def checksum_size(checksum: object) -> int:
+    """Bytes of checksum an encoder writes for ``checksum=`` (True: 4, False: 0)."""
+    if isinstance(checksum, (bool, np.bool_)):
+        return 4 if checksum else 0
+    if isinstance(checksum, (int, np.integer)) and int(checksum) in (0,) + CHECKSUM_SIZES:
+        return int(checksum)
+    raise ValueError(f"checksum must be True, False or a size in bytes (1, 2 or 4), got {checksum!r}")
+
+
+def required_checksum(checksum: object, context: object) -> int:
+    """The least checksum size a decoder accepts for ``checksum=`` and ``context=``."""
+    if checksum is None:
+        return 1 if context else 0
+    if isinstance(checksum, (bool, np.bool_)):
+        if not checksum and context:
+            raise ValueError("context is verified by the checksum: it cannot be given with checksum=False")
+        return 1 if checksum or context else 0
+    if isinstance(checksum, (int, np.integer)) and int(checksum) in CHECKSUM_SIZES:
+        return int(checksum)
+    raise ValueError(f"checksum must be None, True, False or a size in bytes (1, 2 or 4), got {checksum!r}")
+
+
+def _context(context: object, size: Optional[int]) -> bytes:
+    if not isinstance(context, (bytes, bytearray, memoryview)):
+        raise TypeError(f"context must be bytes, got {type(context).__name__}")
+    if size == 0 and len(context):
+        raise ValueError("context is verified by the checksum: it cannot be given with checksum=False")
+    return bytes(context)
+
+
+def _check_data(data: object) -> None:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
 
 
 def _check_tables(tables: object) -> None:
@@ -105,11 +164,16 @@ def _available_cores() -> int:
 
 
 def _threads(threads: Optional[int]) -> int:
+    """Threads to code with: all cores for None; never more than the cores
+    times a small factor (the native layer also caps them at the chunk count)."""
+    cap = _available_cores() * _core.THREADS_PER_CORE
     if threads is None:
         return _available_cores()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return int(threads)
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be a positive integer or None, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return min(int(threads), cap)
 
 
 def _chunk_bits(chunk_size: int) -> int:

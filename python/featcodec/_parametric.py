@@ -9,7 +9,16 @@ import numpy as np
 
 from . import _core
 from ._arrays import as_int32, as_shape
-from ._coding import DEFAULT_CHUNK_SIZE, _chunk_bits, _threads
+from ._coding import (
+    DEFAULT_CHUNK_SIZE,
+    Checksum,
+    _check_data,
+    _chunk_bits,
+    _context,
+    _threads,
+    checksum_size,
+    required_checksum,
+)
 
 FAMILIES = {"gaussian": 0, "laplace": 1, "logistic": 2}
 
@@ -103,8 +112,15 @@ def element_cdf(family: str, mean: float, scale: float, precision: int = 16) -> 
     """(k_min, cdf) of one element's quantized distribution: cdf[j] is the
     start of value k_min + j for j < n, cdf[n] the escape's start and
     cdf[n + 1] = 2**precision."""
-    k_min, cdf = _core.element_cdf(family_code(family), float(mean), float(scale), int(precision))
+    k_min, cdf = _core.element_cdf(family_code(family), _scalar(mean, "mean"), _scalar(scale, "scale"),
+                                   _check_precision(precision))
     return int(k_min), cdf
+
+
+def _scalar(value: object, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a real number, got {value!r}")
+    return float(value)
 
 
 # --- coding with per-element models ---------------------------------------------------
@@ -161,7 +177,8 @@ def encode_parametric(
     *,
     precision: int = 16,
     intervals: object = None,
-    checksum: bool = True,
+    checksum: Checksum = True,
+    context: bytes = b"",
     threads: Optional[int] = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> bytes:
@@ -182,6 +199,8 @@ def encode_parametric(
     when the intervals are; other intervals make a message that does not
     decode (DecodeError with the checksum on).
 
+    checksum and context: as for :func:`encode`.
+
     >>> import numpy as np, featcodec as fc
     >>> x = np.array([[0, 3, -2], [40, 41, 2**31 - 1]])
     >>> mu, sigma = np.array([[0.2], [40.0]]), np.array([1.5, 0.5, 2.0])
@@ -196,9 +215,10 @@ def encode_parametric(
     p = _check_precision(precision)
     mu, s = _element_params(means, scales, values.shape)
     packed = None if intervals is None else _packed_intervals(intervals, values.shape)
+    size = checksum_size(checksum)
+    aad = _context(context, size)
     return _core.encode_elements(
-        values, family_code(family), mu, s, packed, p, bool(checksum),
-        _threads(threads), _chunk_bits(chunk_size),
+        values, family_code(family), mu, s, packed, p, size, aad, _threads(threads), _chunk_bits(chunk_size)
     )
 
 
@@ -210,6 +230,8 @@ def decode_parametric(
     *,
     precision: int = 16,
     shape: Optional[Sequence[int]] = None,
+    checksum: Optional[Checksum] = None,
+    context: bytes = b"",
     threads: Optional[int] = None,
 ) -> np.ndarray:
     """Decodes bytes from :func:`encode_parametric` with the same family,
@@ -218,10 +240,12 @@ def decode_parametric(
     Returns an int32 array of ``shape`` (default: the broadcast shape of
     ``means`` and ``scales``).  Raises DecodeError for bytes that are not
     such a message, and, with the checksum on, for other means or scales.
+    checksum and context: as for :func:`decode`.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    _check_data(data)
     p = _check_precision(precision)
+    required = required_checksum(checksum, context)
+    aad = _context(context, None)
     code = family_code(family)
     if shape is None:
         try:
@@ -230,4 +254,4 @@ def decode_parametric(
             raise ValueError(f"means {np.shape(means)} and scales {np.shape(scales)} do not broadcast") from None
     shape = as_shape(shape)
     mu, s = _element_params(means, scales, shape)
-    return _core.decode_elements(bytes(data), code, mu, s, shape, p, _threads(threads))
+    return _core.decode_elements(bytes(data), code, mu, s, shape, p, required, aad, _threads(threads))

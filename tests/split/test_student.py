@@ -96,32 +96,37 @@ def test_bitstream_decodes_to_the_students_output(which, resnet_student, deeplab
 
 
 def test_bitstream_decodes_in_a_fresh_process(tmp_path: pathlib.Path, resnet_student):
-    """The receiver rebuilds the architecture, loads the weights and tables (safetensors), decodes the bytes."""
+    """The receiver loads the codec artifact (FeatureCodec.save: safetensors + JSON) and the tuned tail's
+    weights, decodes the bytes and runs the tail; nothing is unpickled."""
     from safetensors.torch import save_file
 
     x = torch.randn(1, 3, 48, 40, generator=torch.Generator().manual_seed(8))
     codec = resnet_student.codec()
     data = resnet_student.client(x, codec)
-    save_file({k: v.contiguous() for k, v in resnet_student.state_dict().items()}, str(tmp_path / "student.safetensors"))
+    codec.save(tmp_path / "codec")
+    tail = {k: v.contiguous() for k, v in resnet_student.network.state_dict().items() if not k.startswith("layer1.")}
+    save_file(tail, str(tmp_path / "tail.safetensors"))
     (tmp_path / "message.bin").write_bytes(data)
     with torch.no_grad():
-        expected_symbols = torch.round(resnet_student.encoder(x))
+        expected_features = codec.decode(data)
         expected = resnet_student(x).output
     script = f"""
-import json, sys, torch, torchvision
+import torch, torchvision
 from safetensors.torch import load_file
+from featcodec.codec import FeatureCodec
 from featcodec.split import entropic_student
 torch.set_num_threads(2)
+codec = FeatureCodec.load({str(tmp_path / 'codec')!r})
 student = entropic_student(torchvision.models.resnet50(weights=None), latent_channels=8).eval()
-student.load_state_dict(load_file({str(tmp_path / 'student.safetensors')!r}))
-seen = []
-student.decoder.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+student.network.load_state_dict(load_file({str(tmp_path / 'tail.safetensors')!r}), strict=False)
 data = open({str(tmp_path / 'message.bin')!r}, 'rb').read()
-logits = student.server(data)
-torch.save({{"symbols": seen[0], "logits": logits}}, {str(tmp_path / 'out.pt')!r})
+features = codec.decode(data)
+with torch.no_grad():
+    logits = student.tail_output(features, codec.input_size_of(data))
+torch.save({{"features": features, "logits": logits}}, {str(tmp_path / 'out.pt')!r})
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     result = torch.load(tmp_path / "out.pt", weights_only=True)
-    assert torch.equal(result["symbols"], expected_symbols)
+    assert torch.equal(result["features"], expected_features)
     scale = float(expected.abs().max())
     assert torch.allclose(result["logits"], expected, rtol=1e-4, atol=1e-5 * scale)

@@ -15,13 +15,20 @@ that two machines could round differently.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Optional
+import inspect
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._coding import decode, encode
 from .._tables import CdfTables
+
+#: What ``checksum=`` accepts when coding: on (4 bytes), off, or a size in bytes.
+ChecksumOption = Union[bool, int]
+#: What ``checksum=`` accepts when decoding: None (what the message says), True (any), or a size.
+ChecksumRequirement = Optional[Union[bool, int]]
 
 _FINGERPRINT_BYTES = 16
 
@@ -148,3 +155,46 @@ def estimate_bits(likelihoods: "torch.Tensor | dict[str, torch.Tensor]") -> torc
     if isinstance(likelihoods, dict):
         return torch.stack([estimate_bits(value) for value in likelihoods.values()]).sum()
     return -torch.log2(likelihoods).sum()
+
+
+_CHECKSUM_SIZES = (0, 1, 2, 4)
+# Cores before message format 3 take checksum=bool and no context.
+_NATIVE_CONTEXT = "context" in inspect.signature(encode).parameters
+
+
+def checksum_size(checksum: ChecksumOption) -> int:
+    """Bytes of checksum a ``checksum=`` option asks for: True is 4, False is 0, else 0, 1, 2 or 4."""
+    if checksum is True or checksum is False:
+        return 4 if checksum else 0
+    if isinstance(checksum, (int, np.integer)) and int(checksum) in _CHECKSUM_SIZES:
+        return int(checksum)
+    raise ValueError(f"checksum must be True, False or a size in bytes {_CHECKSUM_SIZES}, got {checksum!r}")
+
+
+def check_context(context: bytes) -> bytes:
+    if not isinstance(context, (bytes, bytearray, memoryview)):
+        raise TypeError(f"context must be bytes, got {type(context).__name__}")
+    return bytes(context)
+
+
+def encode_symbols(symbols: np.ndarray, tables: CdfTables, indexes: np.ndarray, *, checksum: ChecksumOption,
+                   context: bytes, threads: Optional[int]) -> bytes:
+    """featcodec.encode with the checksum's size and the associated data the models pass on."""
+    size = checksum_size(checksum)
+    context = check_context(context)
+    if not _NATIVE_CONTEXT:
+        return encode(symbols, tables, indexes, checksum=bool(size), threads=threads)
+    return encode(symbols, tables, indexes, checksum=size, context=context, threads=threads)
+
+
+def decode_symbols(data: bytes, tables: CdfTables, indexes: np.ndarray, *, shape: Sequence[int],
+                   checksum: ChecksumRequirement, context: bytes, threads: Optional[int]) -> np.ndarray:
+    """featcodec.decode, requiring the checksum the caller asks for, with the same associated data."""
+    if checksum is False or checksum == 0:
+        checksum = None
+    elif checksum is not None and checksum is not True:
+        checksum = checksum_size(checksum)
+    context = check_context(context)
+    if not _NATIVE_CONTEXT:
+        return decode(data, tables, indexes, shape=shape, threads=threads)
+    return decode(data, tables, indexes, shape=shape, checksum=checksum, context=context, threads=threads)

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._coding import decode, encode
 from .._tables import CdfTables, default_tail_mass
-from ._base import EntropyModel
+from ._base import ChecksumOption, ChecksumRequirement, EntropyModel, decode_symbols, encode_symbols
 from ._bounds import lower_bound
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
 from ._quantizer import dequantize, quantize, symbols_of
@@ -62,6 +61,7 @@ class FactorizedPrior(EntropyModel):
         if not 0 < tail_mass < 1:
             raise ValueError(f"tail_mass must be in (0, 1), got {tail_mass}")
         self.channels = channels
+        self.filters = tuple(int(f) for f in filters)
         self.tail_mass = float(tail_mass)
         self.likelihood_bound = float(likelihood_bound)
         self.straight_through = straight_through
@@ -124,9 +124,23 @@ class FactorizedPrior(EntropyModel):
     def forward(self, y: torch.Tensor, q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(y_hat, likelihoods): y quantized with step Q and each element's probability."""
         mode = ("ste" if self.straight_through else "noise") if self.training else "round"
-        y_hat = quantize(y, q_step, mode)
+        return self._quantized_likelihoods(y, q_step, mode)
+
+    def _quantized_likelihoods(self, y: torch.Tensor, q_step: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        y_hat = quantize(y, q_step, mode)  # type: ignore[arg-type]
         likelihoods = lower_bound(self._likelihood(y_hat / q_step), self.likelihood_bound)
         return y_hat, likelihoods
+
+    @torch.no_grad()
+    def eval_forward(self, y: torch.Tensor, q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``forward`` gives in eval mode (rounding), whatever the module's mode; changes nothing."""
+        return self._quantized_likelihoods(y, q_step, "round")
+
+    def config(self) -> dict:
+        """The constructor's arguments that a saved model needs besides its state_dict."""
+        return {"channels": self.channels, "filters": list(self.filters), "tail_mass": self.tail_mass,
+                "likelihood_bound": self.likelihood_bound, "straight_through": self.straight_through,
+                "precision": self.precision}
 
     def aux_loss(self) -> torch.Tensor:
         """Moves the learned quantiles to the tail_mass/2, median and 1 - tail_mass/2 points.
@@ -223,33 +237,40 @@ class FactorizedPrior(EntropyModel):
         return np.arange(self.channels, dtype=np.int32).reshape((1, self.channels) + (1,) * (ndim - 2))
 
     @torch.no_grad()
-    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: bool = True,
-                 threads: Optional[int] = None) -> bytes:
-        """Codes ``round(y / Q)`` for y of shape (B, C, ...) into one message (threads: see featcodec.encode)."""
+    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: ChecksumOption = True,
+                 context: bytes = b"", threads: Optional[int] = None) -> bytes:
+        """Codes ``round(y / Q)`` for y of shape (B, C, ...) into one message.
+
+        checksum: its size in bytes (True: 4, False: none); context: bytes
+        hashed into the checksum but not sent (featcodec.encode); threads: see
+        featcodec.encode.
+        """
         self._channels_first(y)  # shape check
         tables = self.tables
         symbols = symbols_of(y, q_step).cpu().numpy()
-        return encode(symbols, tables, self._indexes(y.dim()), checksum=checksum, threads=threads)
+        return encode_symbols(symbols, tables, self._indexes(y.dim()), checksum=checksum, context=context,
+                              threads=threads)
 
     @torch.no_grad()
     def decompress(self, data: bytes, shape: Sequence[int], q_step: float = 1.0,
-                   device: Optional[torch.device] = None, *, threads: Optional[int] = None) -> torch.Tensor:
-        """y_hat (float32, on ``device``, default the module's) from :meth:`compress`'s bytes."""
+                   device: Optional[torch.device] = None, *, checksum: ChecksumRequirement = None,
+                   context: bytes = b"", threads: Optional[int] = None) -> torch.Tensor:
+        """y_hat (float32, on ``device``, default the module's) from :meth:`compress`'s bytes.
+
+        checksum: None accepts what the message says; True or a size in bytes
+        requires one (a DecodeError otherwise); context: the sender's.
+        """
         shape = tuple(int(d) for d in shape)
         if len(shape) < 2 or shape[1] != self.channels:
             raise ValueError(f"shape must be (B, {self.channels}, ...), got {shape}")
-        symbols = decode(data, self.tables, self._indexes(len(shape)), shape=shape, threads=threads)
+        symbols = decode_symbols(data, self.tables, self._indexes(len(shape)), shape=shape, checksum=checksum,
+                                 context=context, threads=threads)
         return dequantize(torch.from_numpy(symbols).to(device or self._device()), q_step)
 
     @torch.no_grad()
     def ledger(self, y: torch.Tensor, q_step: float, data: bytes, name: str = "y") -> PartLedger:
         """Where the bits of ``data`` (this model's message for y) go; see :class:`RateReport`."""
-        was_training = self.training
-        self.eval()
-        try:
-            _, likelihoods = self(y, q_step)
-        finally:
-            self.train(was_training)
+        _, likelihoods = self.eval_forward(y, q_step)
         symbols = symbols_of(y, q_step)
         model_log_pmf = self._from_channels_first(self._exact_log_pmf(self._channels_first(symbols)), symbols)
         return ledger_of_message(
@@ -263,8 +284,9 @@ class FactorizedPrior(EntropyModel):
         )
 
     @torch.no_grad()
-    def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0,
-                    *, checksum: bool = True, extra_header_bytes: int = 0) -> RateReport:
+    def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0, *,
+                    checksum: ChecksumOption = True, extra_header_bytes: int = 0,
+                    context: bytes = b"") -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y), with the gap by cause."""
-        part = self.ledger(y, q_step, self.compress(y, q_step, checksum=checksum))
+        part = self.ledger(y, q_step, self.compress(y, q_step, checksum=checksum, context=context))
         return RateReport.from_parts(part, pixels_of(y.shape[0], image_size), extra_header_bytes=extra_header_bytes)

@@ -8,10 +8,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .._coding import decode, encode
 from .._parametric import scale_index
 from .._tables import CdfTables
-from ._base import EntropyModel
+from ._base import ChecksumOption, ChecksumRequirement, EntropyModel, decode_symbols, encode_symbols
 from ._bounds import lower_bound
 from ._ledger import PartLedger, RateReport, ledger_of_message, pixels_of
 from ._quantizer import check_q_step, dequantize, quantize, symbols_of
@@ -19,7 +18,7 @@ from ._quantizer import check_q_step, dequantize, quantize, symbols_of
 
 def default_scale_table() -> torch.Tensor:
     """64 log-spaced scales from 0.11 to 256 (float64), the usual family."""
-    return torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64, dtype=torch.float64))
+    return torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64, dtype=torch.float64, device="cpu"))
 
 
 class GaussianConditional(EntropyModel):
@@ -53,7 +52,9 @@ class GaussianConditional(EntropyModel):
         precision: int = 16,
     ) -> None:
         super().__init__(precision)
-        table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
+        # On the CPU even under a meta device context: the checks below read the values.
+        table = (default_scale_table() if scale_table is None
+                 else torch.as_tensor(scale_table, dtype=torch.float64, device="cpu"))
         if table.dim() != 1 or table.numel() == 0:
             raise ValueError("scale_table must be a non-empty 1-D sequence")
         if not bool(torch.isfinite(table).all()) or bool((table <= 0).any()) or bool((table[1:] <= table[:-1]).any()):
@@ -79,10 +80,26 @@ class GaussianConditional(EntropyModel):
                 q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(y_hat, likelihoods) of y given per-element scales (and means), with step Q."""
         mode = ("ste" if self.straight_through else "noise") if self.training else "round"
-        y_hat = quantize(y, q_step, mode, means)
+        return self._quantized_likelihoods(y, scales, means, q_step, mode)
+
+    def _quantized_likelihoods(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor],
+                               q_step: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        y_hat = quantize(y, q_step, mode, means)  # type: ignore[arg-type]
         centred = y_hat if means is None else y_hat - means
         likelihoods = self._likelihood(centred / q_step, self._symbol_scales(scales, q_step))
         return y_hat, lower_bound(likelihoods, self.likelihood_bound)
+
+    @torch.no_grad()
+    def eval_forward(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
+                     q_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``forward`` gives in eval mode (rounding), whatever the module's mode; changes nothing."""
+        return self._quantized_likelihoods(y, scales, means, q_step, "round")
+
+    def config(self) -> dict:
+        """The constructor's arguments that a saved model needs besides its state_dict (the scale table is a buffer)."""
+        return {"tail_mass": self.tail_mass, "likelihood_bound": self.likelihood_bound,
+                "straight_through": self.straight_through, "precision": self.precision,
+                "scales": len(self.scale_table)}
 
     @torch.no_grad()
     def table_indexes(self, scales: torch.Tensor, q_step: float = 1.0) -> np.ndarray:
@@ -118,20 +135,25 @@ class GaussianConditional(EntropyModel):
 
     @torch.no_grad()
     def compress(self, y: torch.Tensor, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
-                 q_step: float = 1.0, *, checksum: bool = True, threads: Optional[int] = None) -> bytes:
-        """Codes ``round((y - means) / Q)`` with each element's scale-family table."""
+                 q_step: float = 1.0, *, checksum: ChecksumOption = True, context: bytes = b"",
+                 threads: Optional[int] = None) -> bytes:
+        """Codes ``round((y - means) / Q)`` with each element's scale-family table (checksum, context:
+        see FactorizedPrior.compress)."""
         if scales.shape != y.shape:
             raise ValueError(f"scales must have y's shape {tuple(y.shape)}, got {tuple(scales.shape)}")
         tables = self.tables
         symbols = symbols_of(y, q_step, means).cpu().numpy()
-        return encode(symbols, tables, self.table_indexes(scales, q_step), checksum=checksum, threads=threads)
+        return encode_symbols(symbols, tables, self.table_indexes(scales, q_step), checksum=checksum,
+                              context=context, threads=threads)
 
     @torch.no_grad()
     def decompress(self, data: bytes, scales: torch.Tensor, means: Optional[torch.Tensor] = None,
-                   q_step: float = 1.0, *, threads: Optional[int] = None) -> torch.Tensor:
+                   q_step: float = 1.0, *, checksum: ChecksumRequirement = None, context: bytes = b"",
+                   threads: Optional[int] = None) -> torch.Tensor:
         """y_hat (float32, on the scales' device) from :meth:`compress`'s bytes and the same scales."""
         indexes = self.table_indexes(scales, q_step)
-        symbols = decode(data, self.tables, indexes, shape=indexes.shape, threads=threads)
+        symbols = decode_symbols(data, self.tables, indexes, shape=indexes.shape, checksum=checksum,
+                                 context=context, threads=threads)
         return dequantize(torch.from_numpy(symbols).to(scales.device), q_step, means)
 
     @torch.no_grad()
@@ -144,12 +166,7 @@ class GaussianConditional(EntropyModel):
         estimate, when they differ from the coding scales (a hyperprior's
         float32 forward against its float64 coding scales).  See :class:`RateReport`.
         """
-        was_training = self.training
-        self.eval()
-        try:
-            _, likelihoods = self(y, scales if estimate_scales is None else estimate_scales, means, q_step)
-        finally:
-            self.train(was_training)
+        _, likelihoods = self.eval_forward(y, scales if estimate_scales is None else estimate_scales, means, q_step)
         symbols = symbols_of(y, q_step, means).cpu()
         indexes = self.table_indexes(scales, q_step)
         exact_scales = self._symbol_scales(scales.detach().to("cpu", torch.float64), q_step)
@@ -167,10 +184,12 @@ class GaussianConditional(EntropyModel):
 
     @torch.no_grad()
     def rate_report(self, y: torch.Tensor, scales: torch.Tensor, image_size: Sequence[int],
-                    means: Optional[torch.Tensor] = None, q_step: float = 1.0) -> RateReport:
+                    means: Optional[torch.Tensor] = None, q_step: float = 1.0, *, checksum: ChecksumOption = True,
+                    extra_header_bytes: int = 0, context: bytes = b"") -> RateReport:
         """Neural estimate, ideal and actual bits of compress(y, scales), with the gap by cause."""
-        part = self.ledger(y, scales, q_step, self.compress(y, scales, means, q_step), means)
-        return RateReport.from_parts(part, pixels_of(y.shape[0], image_size))
+        data = self.compress(y, scales, means, q_step, checksum=checksum, context=context)
+        part = self.ledger(y, scales, q_step, data, means)
+        return RateReport.from_parts(part, pixels_of(y.shape[0], image_size), extra_header_bytes=extra_header_bytes)
 
 
 def _gaussian_bits(symbols: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:

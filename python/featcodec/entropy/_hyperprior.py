@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from .._coding import DecodeError
 from .._varint import read_varint, write_varint
+from ._base import ChecksumOption, ChecksumRequirement, check_context
 from ._factorized import FactorizedPrior
 from ._gaussian import GaussianConditional
 from ._ledger import RateReport, pixels_of
@@ -24,9 +25,10 @@ class Hyperprior(nn.Module):
 
     forward(y, q_step) -> (y_hat, {"y": likelihoods, "z": likelihoods}): the
     neural rate estimate is :func:`featcodec.entropy.estimate_bits` of the
-    dict.  compress(y) holds z and y in one message: a varint with the size of
-    z's part, z's part (no checksum), then y's part (with the checksum, which
-    also catches a corrupt z: y would decode with other scales).
+    dict.  compress(y) holds z and y in one message (docs/format.md,
+    "Hyperprior message"): a varint with the size of z's part, z's part (no
+    checksum of its own), then y's part, whose checksum has everything before
+    it as associated data, so one checksum covers z and y.
 
     >>> import torch
     >>> from featcodec.entropy import Hyperprior
@@ -59,6 +61,13 @@ class Hyperprior(nn.Module):
         )
         self.z_model = FactorizedPrior(hyper_channels, straight_through=straight_through, precision=precision)
         self.y_model = GaussianConditional(scale_table, straight_through=straight_through, precision=precision)
+        self.straight_through, self.precision = straight_through, precision
+
+    def config(self) -> dict:
+        """The constructor's arguments that a saved model needs besides its state_dict."""
+        return {"channels": self.channels, "hyper_channels": self.hyper_channels,
+                "scales": len(self.y_model.scale_table), "straight_through": self.straight_through,
+                "precision": self.precision}
 
     @property
     def auto_update_tables(self) -> bool:
@@ -69,6 +78,7 @@ class Hyperprior(nn.Module):
         self.z_model.auto_update_tables = self.y_model.auto_update_tables = value
 
     def forward(self, y: torch.Tensor, q_step: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(y_hat, {"y": likelihoods, "z": likelihoods}), noise or rounding by the module's mode."""
         self._check_shape(y.shape)
         z_hat, z_likelihoods = self.z_model(self.h_a(y))
         y_hat, y_likelihoods = self.y_model(y, self.h_s(z_hat), q_step=q_step)
@@ -91,8 +101,23 @@ class Hyperprior(nn.Module):
         their table indexes) need a scale within ~1e-15 of a family scale;
         in float32 it would be ~1e-7.
         """
-        params = {name: p.detach().to("cpu", torch.float64) for name, p in self.h_s.named_parameters()}
-        return functional_call(self.h_s, params, (z_hat.detach().to("cpu", torch.float64),))
+        return self._float64_h_s()(z_hat.detach().to("cpu", torch.float64))
+
+    def _float64_h_s(self) -> nn.Module:
+        """A float64 CPU copy of h_s in eval mode, remade when a parameter changes.
+
+        A copy rather than torch.func.functional_call, which swaps the
+        module's own parameters for the call and so races with other threads.
+        """
+        key = tuple((id(p), p._version) for p in self.h_s.parameters())
+        cached = self.__dict__.get("_h_s_cache")
+        if cached is None or cached[0] != key:
+            copy_ = copy.deepcopy(self.h_s).to("cpu", torch.float64).eval()
+            for p in copy_.parameters():
+                p.requires_grad_(False)
+            cached = (key, copy_)
+            self.__dict__["_h_s_cache"] = cached
+        return cached[1]
 
     def _check_shape(self, shape: Sequence[int]) -> None:
         if len(shape) != 4 or shape[1] != self.channels:
@@ -102,53 +127,64 @@ class Hyperprior(nn.Module):
         return (shape[0], self.hyper_channels, shape[2], shape[3])
 
     @torch.no_grad()
-    def _encode_parts(self, y: torch.Tensor, q_step: float, checksum: bool):
+    def _encode_parts(self, y: torch.Tensor, q_step: float, checksum: ChecksumOption, context: bytes):
         z = self.h_a(y)
         z_data = self.z_model.compress(z, checksum=False)
+        z_part = write_varint(len(z_data)) + z_data
         z_hat = dequantize(symbols_of(z).cpu())  # what the decoder's z_hat is: z coded losslessly
         scales = self.coding_scales(z_hat)
-        y_data = self.y_model.compress(y, scales.to(y.device), q_step=q_step, checksum=checksum)
-        return z, z_data, scales, y_data
+        y_data = self.y_model.compress(y, scales.to(y.device), q_step=q_step, checksum=checksum,
+                                       context=_y_context(context, z_part))
+        return z, z_data, z_part, scales, y_data
 
     @torch.no_grad()
-    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: bool = True) -> bytes:
-        """One message holding z and y (see the class docstring)."""
+    def compress(self, y: torch.Tensor, q_step: float = 1.0, *, checksum: ChecksumOption = True,
+                 context: bytes = b"") -> bytes:
+        """One message holding z and y (see the class docstring); context: hashed into y's checksum, not sent."""
         self._check_shape(y.shape)
-        _, z_data, _, y_data = self._encode_parts(y, q_step, checksum)
-        return write_varint(len(z_data)) + z_data + y_data
+        _, _, z_part, _, y_data = self._encode_parts(y, q_step, checksum, check_context(context))
+        return z_part + y_data
 
     @torch.no_grad()
     def decompress(self, data: bytes, shape: Sequence[int], q_step: float = 1.0,
-                   device: Optional[torch.device] = None) -> torch.Tensor:
-        """y_hat of ``shape`` (B, C, H, W) from :meth:`compress`'s bytes."""
+                   device: Optional[torch.device] = None, *, checksum: ChecksumRequirement = None,
+                   context: bytes = b"") -> torch.Tensor:
+        """y_hat of ``shape`` (B, C, H, W) from :meth:`compress`'s bytes (checksum: as FactorizedPrior's)."""
         shape = tuple(int(d) for d in shape)
         self._check_shape(shape)
-        z_size, start = read_varint(data, 0)
+        data = bytes(data)
+        z_size, start = read_varint(data, 0, what="hyperprior z size")
         if start + z_size > len(data):
             raise DecodeError("hyperprior message: z's part runs past the end")
-        z_hat = self.z_model.decompress(data[start : start + z_size], self._z_shape(shape), device=torch.device("cpu"))
+        z_part = data[: start + z_size]
+        z_hat = self.z_model.decompress(z_part[start:], self._z_shape(shape), device=torch.device("cpu"))
         scales = self.coding_scales(z_hat)
-        y_hat = self.y_model.decompress(data[start + z_size :], scales, q_step=q_step)
+        y_hat = self.y_model.decompress(data[len(z_part):], scales, q_step=q_step, checksum=checksum,
+                                        context=_y_context(check_context(context), z_part))
         return y_hat.to(device or self.z_model._device())
 
     @torch.no_grad()
-    def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0,
-                    *, checksum: bool = True, extra_header_bytes: int = 0) -> RateReport:
-        """Neural estimate, ideal and actual bits of compress(y), with the gap by cause."""
-        self._check_shape(y.shape)
-        z, z_data, scales, y_data = self._encode_parts(y, q_step, checksum=checksum)
-        was_training = self.training
-        self.eval()
-        try:
-            # The estimate is the eval forward pass, whose scales are float32.
-            z_hat, _ = self.z_model(z)
-            estimate_scales = self.h_s(z_hat)
-            y_part = self.y_model.ledger(y, scales.to(y.device), q_step, y_data, name="y",
-                                         estimate_scales=estimate_scales)
-        finally:
-            self.train(was_training)
-        z_part = self.z_model.ledger(z, 1.0, z_data, name="z")
-        prefix = len(write_varint(len(z_data)))
-        return RateReport.from_parts(y_part, pixels_of(y.shape[0], image_size), side=z_part,
-                                     extra_header_bytes=prefix + extra_header_bytes)
+    def rate_report(self, y: torch.Tensor, image_size: Sequence[int], q_step: float = 1.0, *,
+                    checksum: ChecksumOption = True, extra_header_bytes: int = 0,
+                    context: bytes = b"") -> RateReport:
+        """Neural estimate, ideal and actual bits of compress(y), with the gap by cause.
 
+        The z row of the report is z's whole cost: its part of the message,
+        size varint included.
+        """
+        self._check_shape(y.shape)
+        z, z_data, z_part, scales, y_data = self._encode_parts(y, q_step, checksum, check_context(context))
+        # The estimate is the eval forward pass, whose scales are float32.
+        z_hat, _ = self.z_model.eval_forward(z)
+        estimate_scales = self.h_s(z_hat)
+        y_part = self.y_model.ledger(y, scales.to(y.device), q_step, y_data, name="y",
+                                     estimate_scales=estimate_scales)
+        z_ledger = self.z_model.ledger(z, 1.0, z_data, name="z")
+        return RateReport.from_parts(y_part, pixels_of(y.shape[0], image_size), side=z_ledger,
+                                     side_prefix_bytes=len(z_part) - len(z_data),
+                                     extra_header_bytes=extra_header_bytes)
+
+
+def _y_context(context: bytes, z_part: bytes) -> bytes:
+    """y's associated data: the caller's, then z's part as sent (docs/format.md)."""
+    return context + z_part

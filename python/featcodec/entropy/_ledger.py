@@ -2,8 +2,9 @@
 
 Each coded message gets a :class:`PartLedger`: the same symbols priced five
 ways, from the network's float32 likelihoods to the bytes on the wire.  The
-differences between consecutive prices are the causes of the gap, so they add
-up exactly: ``actual = neural + sum(gaps)``.
+report starts from the main part's (y's) neural estimate and adds one row per
+cause: ``actual = main estimate + sum(gaps)``.  A side part (a hyperprior's z)
+is one row, its whole cost in bytes; its own estimate is in ``parts``.
 """
 
 from __future__ import annotations
@@ -149,11 +150,22 @@ class RateReport:
     actual_bits: int
     gaps: dict
     parts: dict
+    main: str = "y"
+
+    @property
+    def main_neural_bits(self) -> float:
+        """The main part's neural estimate: where the rows of gaps start."""
+        return float(self.parts[self.main]["neural_bits"])
 
     @classmethod
     def from_parts(cls, main: PartLedger, pixels: int, *, side: Optional[PartLedger] = None,
-                   extra_header_bytes: int = 0) -> "RateReport":
-        """The report for a main message (y) and an optional side message (z)."""
+                   side_prefix_bytes: int = 0, extra_header_bytes: int = 0) -> "RateReport":
+        """The report for a main message (y) and an optional side message (z).
+
+        side_prefix_bytes: what frames the side message (its size varint),
+        counted in its row; extra_header_bytes: what the caller adds around
+        the whole message, counted as header.
+        """
         gaps = dict.fromkeys(GAP_CAUSES, 0.0)
         gaps["likelihood bound and float32"] = main.model_bits - main.neural_bits
         gaps["scale-table rounding"] = main.table_model_bits - main.model_bits
@@ -165,14 +177,18 @@ class RateReport:
         neural, ideal, actual = main.neural_bits, main.ideal_bits, 8 * (main.message_bytes + extra_header_bytes)
         parts = {main.name: dataclasses.asdict(main)}
         if side is not None:
-            gaps["side information (z)"] = 8.0 * side.message_bytes - side.neural_bits
+            side_bits = 8 * (side.message_bytes + side_prefix_bytes)
+            gaps["side information (z)"] = float(side_bits)
             neural += side.neural_bits
             ideal += side.ideal_bits
-            actual += 8 * side.message_bytes
+            actual += side_bits
             parts[side.name] = dataclasses.asdict(side)
+        elif side_prefix_bytes:
+            raise ValueError("side_prefix_bytes without a side part")
         if pixels <= 0:
             raise ValueError(f"pixels must be positive, got {pixels}")
-        return cls(pixels=pixels, neural_bits=neural, ideal_bits=ideal, actual_bits=actual, gaps=gaps, parts=parts)
+        return cls(pixels=pixels, neural_bits=neural, ideal_bits=ideal, actual_bits=actual, gaps=gaps, parts=parts,
+                   main=main.name)
 
     def bpp(self, bits: float) -> float:
         return bits / self.pixels
@@ -181,6 +197,7 @@ class RateReport:
         return {
             "pixels": self.pixels,
             "neural_bits": self.neural_bits,
+            "main_neural_bits": self.main_neural_bits,
             "ideal_bits": self.ideal_bits,
             "actual_bits": self.actual_bits,
             "neural_bpp": self.bpp(self.neural_bits),
@@ -191,9 +208,12 @@ class RateReport:
         }
 
     def __str__(self) -> str:
-        rows: list[tuple[str, float]] = [("neural estimate", self.neural_bits)]
+        rows: list[tuple[str, float]] = [(f"neural estimate of {self.main}", self.main_neural_bits)]
         rows += [(f"  + {cause}", bits) for cause, bits in self.gaps.items()]
-        rows += [("= actual bits", float(self.actual_bits)), ("ideal bits under the tables", self.ideal_bits)]
+        rows += [("= actual bits", float(self.actual_bits))]
+        if len(self.parts) > 1:
+            rows += [("neural estimate, all parts", self.neural_bits)]
+        rows += [("ideal bits under the tables", self.ideal_bits)]
         width = max(len(label) for label, _ in rows)
         lines = [f"{'':{width}}  {'bits':>12}  {'bpp':>10}  {'of estimate':>11}"]
         for label, bits in rows:

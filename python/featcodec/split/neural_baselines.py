@@ -19,9 +19,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import struct
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,13 +30,24 @@ from torch import nn
 
 from .._coding import DecodeError
 from .._varint import read_varint, write_varint
-from ..codec import _eval
 from ..entropy import FactorizedPrior
 from .gdn import GDN
 from .student import EntropicStudent, TailMode, default_stem_end, entropic_student, stem_output_shape
 
 if TYPE_CHECKING:
     from ..codec import FeatureCodec
+
+@contextlib.contextmanager
+def _eval(module: nn.Module) -> Iterator[None]:
+    """Runs the block with ``module`` in eval mode, then restores every submodule's mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
 
 # --- CR + BQ -----------------------------------------------------------------------------------------
 

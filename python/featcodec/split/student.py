@@ -82,7 +82,7 @@ class StudentEncoder(nn.Sequential):
             nn.Conv2d(4 * n, 2 * n, 5, stride=2, padding=2, bias=False), GDN(2 * n),
             nn.Conv2d(2 * n, n, 2, stride=1, padding=0, bias=False),
         )
-        self.latent_channels = n
+        self.latent_channels, self.in_channels = n, in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if x.dim() != 4 or min(x.shape[-2:]) < 5:

@@ -19,24 +19,29 @@ namespace featcodec {
 // Symbols are coded a block at a time so that broadcast indexes never need a
 // per-element array of the whole tensor.  A multiple of every lane count.
 constexpr int64_t kBlock = 4096;
-// Escape payload: a 6-bit bit count, then that many bits (at most 33).
-constexpr int kEscapeLengthBits = 6;
-constexpr int kMaxEscapeBits = 33;
+
+// What decoding a chunk found out, for the message layer's checks.
+struct ChunkOutcome {
+  uint64_t hash = 0;       // the chunk checksum of the values (when asked for)
+  uint64_t lane0_end = 0;  // lane 0's final state: the message checksum in chunk 0, else 0
+  bool escapes = false;    // the chunk has a nonempty escape stream
+};
 
 struct ChunkKernels {
-  // Codes symbols [begin, begin + count) with `lanes` lanes into `part`;
-  // with `hash`, also their chunk checksum (checksum.h).
+  // Codes symbols [begin, begin + count) with `lanes` lanes into `part`,
+  // lane 0 starting at `lane0_start` (the message checksum in chunk 0, else 0).
   void (*encode)(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const IndexSource& indexes,
-                 const Tables& tables, Message::Chunk& part, uint64_t* hash);
+                 const Tables& tables, Message::Chunk& part, uint64_t lane0_start);
   // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if
   // bad.  With `hash`, also the chunk checksum of the values (checksum.h).
   void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
-                 const IndexSource& indexes, const Tables& tables, int32_t* out, uint64_t* hash);
+                 const IndexSource& indexes, const Tables& tables, int32_t* out, bool hash, ChunkOutcome& outcome);
   // The same for per-element parametric models (codec.h, ElementModels).
   void (*encode_elements)(int lanes, const int32_t* symbols, int64_t begin, int64_t count,
-                          const ElementModels& models, Message::Chunk& part, uint64_t* hash);
+                          const ElementModels& models, Message::Chunk& part, uint64_t lane0_start);
   void (*decode_elements)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin,
-                          int64_t count, const ElementModels& models, int32_t* out, uint64_t* hash);
+                          int64_t count, const ElementModels& models, int32_t* out, bool hash,
+                          ChunkOutcome& outcome);
   const char* isa;
 };
 
@@ -47,9 +52,9 @@ extern const ChunkKernels kernels;
 // and table_math.h's inline functions must not be compiled for two
 // instruction sets (the linker would keep one of them for both).
 void encode_elements(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const ElementModels& models,
-                     Message::Chunk& part, uint64_t* hash);
+                     Message::Chunk& part, uint64_t lane0_start);
 void decode_elements(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
-                     const ElementModels& models, int32_t* out, uint64_t* hash);
+                     const ElementModels& models, int32_t* out, bool hash, ChunkOutcome& outcome);
 }
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS
 namespace x86_64_v4 {

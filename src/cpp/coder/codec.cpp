@@ -8,10 +8,12 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "coder/checksum.h"
 #include "coder/chunk.h"
+#include "coder/escape.h"
 #include "coder/rans.h"
 #include "coder/varint.h"
 
@@ -19,44 +21,81 @@ namespace featcodec {
 namespace {
 
 
-// --- header byte: version (3 bits) | escapes | checksum | chunked | log2(lanes) (2 bits)
+// --- header byte: 0b11 (format 3) | checksum size (2 bits) | escapes | chunked | log2(lanes) (2 bits)
 struct Header {
-  int version;
-  bool escapes;  // chunks carry an escape stream
-  bool checksum;
+  int checksum_bytes;  // 0, 1, 2 or 4
+  bool escapes;        // chunks carry an escape stream
   bool chunked;
   int lanes;
 };
+constexpr uint8_t kVersionMark = 0xC0;  // bits 7-6 set: format 3
+constexpr uint8_t kEscapesBit = 0x08;
+int checksum_code(int bytes) { return bytes == 4 ? 3 : bytes; }
 uint8_t pack_header(const Header& h) {
   const int log2_lanes = h.lanes == 8 ? 3 : h.lanes == 4 ? 2 : h.lanes == 2 ? 1 : 0;
-  return static_cast<uint8_t>(h.version << 5 | h.escapes << 4 | h.checksum << 3 | h.chunked << 2 | log2_lanes);
+  return static_cast<uint8_t>(kVersionMark | checksum_code(h.checksum_bytes) << 4 | h.escapes << 3 |
+                              h.chunked << 2 | log2_lanes);
 }
-Header unpack_header(uint8_t b) { return {b >> 5, bool(b & 16), bool(b & 8), bool(b & 4), 1 << (b & 3)}; }
+Header unpack_header(uint8_t b) {
+  if ((b & 0xC0) != kVersionMark) {
+    if (b >> 5 == 2)
+      throw DecodeError("a format version 2 message: this featcodec reads format version 3 only");
+    throw DecodeError("not a featcodec message, or an unsupported format version");
+  }
+  const int code = (b >> 4) & 3;
+  return {code == 3 ? 4 : code, bool(b & kEscapesBit), bool(b & 4), 1 << (b & 3)};
+}
 
-// Interleaved lanes: more hide the coder's latency, but each costs about
-// 2 bytes (its final state and start-up count), which matters for small messages.
-int lanes_for(int64_t count) { return count < 1024 ? 1 : count < 16384 ? 2 : count < 65536 ? 4 : 8; }
+// Interleaved lanes hide the coder's latency, but each one beyond the first
+// costs 2 to 3 bytes (its final state and start-up count): 0.02 % of a
+// 16384-symbol message, and a few microseconds saved.  One lane up to that,
+// and the vector decoder's eight from 65536 symbols a chunk on.
+int lanes_for(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
 
-// --- checksum over the symbol values (docs/format.md, "Checksum") -----------
-uint32_t message_checksum(const std::vector<uint64_t>& chunk_hashes) {
-  uint64_t h = 0x452821E638D01377ULL;
+// --- checksum (docs/format.md, "Checksum") -----------------------------------
+// Seeded with the header (but its escapes bit, which the encoder learns only
+// while coding), the chunk size and the associated data, then the chunks.
+uint64_t checksum_seed(uint8_t header, int chunk_bits, const std::string& context) {
+  uint64_t h = fmix64(0x452821E638D01377ULL ^ uint64_t(header & ~kEscapesBit) ^ uint64_t(chunk_bits) << 8 ^
+                      uint64_t(context.size()) << 16);
+  for (size_t i = 0; i < context.size(); i += 8) {
+    uint64_t w = 0;
+    for (size_t b = 0; b < 8 && i + b < context.size(); ++b) w |= uint64_t(uint8_t(context[i + b])) << (8 * b);
+    h = fmix64(h ^ w);
+  }
+  return h;
+}
+uint64_t message_checksum(uint64_t seed, const std::vector<uint64_t>& chunk_hashes, int bytes) {
+  uint64_t h = seed;
   for (uint64_t c : chunk_hashes) h = fmix64(h ^ c);
-  return static_cast<uint32_t>(h);
+  return bytes == 0 ? 0 : h & (~uint64_t{0} >> (64 - 8 * bytes));
 }
 
-// The bytes before a chunk's words: lane states, start-up counts (several
-// lanes only), and the escape stream's size when the message has escapes.
-void finish_chunk_head(Message::Chunk& part, bool escapes) {
-  for (uint64_t s : part.states) put_varint(part.head, s);
-  if (part.states.size() > 1)
-    for (uint64_t c : part.startup) put_varint(part.head, c);
+// The bytes around a chunk's words: before them the states of lanes 1 ..
+// K-1, the start-up counts (several lanes only; lane 0's doubled, plus its
+// flush bit) and the escape stream's size when the message has escapes;
+// after the escape stream, lane 0's state in its shortest form (1 to 4
+// bytes: the decoder knows how many from the chunk's length).
+void finish_chunk(Message::Chunk& part, bool escapes) {
+  const size_t lanes = part.states.size();
+  for (size_t l = 1; l < lanes; ++l) put_varint(part.head, part.states[l]);
+  if (lanes > 1)
+    for (size_t l = 0; l < lanes; ++l) put_varint(part.head, l == 0 ? 2 * part.startup[0] + part.flushed : part.startup[l]);
   if (escapes) put_varint(part.head, part.escape_bytes.size());
+  uint64_t x = part.states[0];
+  do {
+    part.tail.push_back(static_cast<uint8_t>(x));
+    x >>= 8;
+  } while (x);
 }
 
 // Runs task(c) for c in [0, n) on up to `threads` threads; rethrows the first
 // exception after all threads have stopped.
+// A thread that cannot be started (a process or memory limit) leaves the
+// work to the threads that could.
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& task) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, n));
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>({int64_t{threads}, n, cores * kThreadsPerCore}));
   if (workers == 1) {
     for (int64_t c = 0; c < n; ++c) task(c);
     return;
@@ -76,7 +115,13 @@ void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& ta
     }
   };
   std::vector<std::thread> pool;
-  for (int64_t t = 1; t < workers; ++t) pool.emplace_back(work);
+  for (int64_t t = 1; t < workers; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
   work();
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
@@ -227,87 +272,111 @@ int64_t IndexSource::element_offset(int64_t position) const {
 namespace {
 
 // The message layer, whatever the model: `code_chunk(lanes, begin, count,
-// part, hash)` codes symbols [begin, begin + count) into `part`, and their
-// chunk checksum into *hash unless it is null.
-using ChunkEncoder = std::function<void(int, int64_t, int64_t, Message::Chunk&, uint64_t*)>;
+// part, lane0_start)` codes symbols [begin, begin + count) into `part`.
+using ChunkEncoder = std::function<void(int, int64_t, int64_t, Message::Chunk&, uint64_t)>;
 
-Message encode_message(int64_t n, const ChunkEncoder& code_chunk,
+constexpr const char* kMismatch = "message does not match these tables, indexes or shape, or is corrupt";
+
+void check_checksum_bytes(int bytes) {
+  if (bytes != 0 && bytes != 1 && bytes != 2 && bytes != 4)
+    throw std::invalid_argument("checksum must be 0, 1, 2 or 4 bytes");
+}
+
+Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& code_chunk,
                        const EncodeOptions& options) {
   if (options.chunk_bits < kMinChunkBits || options.chunk_bits > kMaxChunkBits)
     throw std::invalid_argument("chunk_bits must be in [4, 30]");
+  check_checksum_bytes(options.checksum_bytes);
+  if (!options.context.empty() && options.checksum_bytes == 0)
+    throw std::invalid_argument("a context is verified by the checksum: it needs checksum bytes");
   const int64_t chunk = int64_t{1} << options.chunk_bits;
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int lanes = lanes_for(std::min(n, chunk));
+  Header header{options.checksum_bytes, false, n_chunks > 1, lanes};
+
+  // The checksum comes first: it is lane 0's initial state in chunk 0, where
+  // the decoder finds it as that lane's final state.
+  uint64_t checksum = 0;
+  if (options.checksum_bytes) {
+    std::vector<uint64_t> hashes(n_chunks);
+    parallel_for(n_chunks, options.threads, [&](int64_t c) {
+      const int64_t begin = c * chunk;
+      hashes[c] = chunk_hash(symbols + begin, std::min(chunk, n - begin));
+    });
+    const uint64_t seed = checksum_seed(pack_header(header), header.chunked ? options.chunk_bits : 0, options.context);
+    checksum = message_checksum(seed, hashes, options.checksum_bytes);
+  }
 
   Message message;
   message.chunks.resize(n_chunks);
-  std::vector<uint64_t> hashes(n_chunks);
   parallel_for(n_chunks, options.threads, [&](int64_t c) {
     const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    code_chunk(lanes, begin, count, message.chunks[c], options.checksum ? &hashes[c] : nullptr);
+    code_chunk(lanes, begin, count, message.chunks[c], c == 0 ? checksum : 0);
   });
 
-  bool escapes = false;
-  for (const Message::Chunk& part : message.chunks) escapes |= !part.escape_bytes.empty();
-  for (Message::Chunk& part : message.chunks) finish_chunk_head(part, escapes);
-  const Header header{kFormatVersion, escapes, options.checksum, n_chunks > 1, lanes};
+  for (const Message::Chunk& part : message.chunks) header.escapes |= !part.escape_bytes.empty();
+  for (Message::Chunk& part : message.chunks) finish_chunk(part, header.escapes);
   message.head.push_back(pack_header(header));
   if (header.chunked) {
     message.head.push_back(static_cast<uint8_t>(options.chunk_bits));
     for (int64_t c = 0; c + 1 < n_chunks; ++c) put_varint(message.head, message.chunks[c].size());
   }
-  if (options.checksum) {
-    message.head.resize(message.head.size() + 4);
-    store_u32(message.head.data() + message.head.size() - 4, message_checksum(hashes));
-  }
+  if (n == 0)  // no chunk to hold it
+    for (int b = 0; b < options.checksum_bytes; ++b) message.head.push_back(static_cast<uint8_t>(checksum >> (8 * b)));
   return message;
 }
 
-// `decode_chunk(lanes, bytes, size, escapes, begin, count, hash)` decodes
-// symbols [begin, begin + count); `model` names what a checksum mismatch
-// may also mean.
-using ChunkDecoder = std::function<void(int, const uint8_t*, size_t, bool, int64_t, int64_t, uint64_t*)>;
+// `decode_chunk(lanes, bytes, size, escapes, begin, count, hash, outcome)`
+// decodes symbols [begin, begin + count); `model` names what a checksum
+// mismatch may also mean.
+using ChunkDecoder =
+    std::function<void(int, const uint8_t*, size_t, bool, int64_t, int64_t, bool, ChunkOutcome&)>;
 
-void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDecoder& decode_chunk, int threads,
-                    const char* model) {
+void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDecoder& decode_chunk,
+                    const DecodeOptions& options, const char* model) {
+  if (options.min_checksum_bytes < 0 || options.min_checksum_bytes > 4)
+    throw std::invalid_argument("the required checksum must be 0 to 4 bytes");
   const uint8_t* p = data;
   const uint8_t* const end = data + size;
   if (size < 1) throw DecodeError("empty message");
-  const Header header = unpack_header(*p++);
-  if (header.version != kFormatVersion)
-    throw DecodeError("not a featcodec message, or an unsupported format version (" +
-                      std::to_string(header.version) + ")");
+  const uint8_t header_byte = *p++;
+  const Header header = unpack_header(header_byte);
+  if (header.checksum_bytes < options.min_checksum_bytes)
+    throw DecodeError(header.checksum_bytes == 0
+                          ? "message has no checksum, and one is required"
+                          : "message has a " + std::to_string(header.checksum_bytes) +
+                                "-byte checksum, and at least " + std::to_string(options.min_checksum_bytes) +
+                                " are required");
+  if (header.checksum_bytes == 0 && !options.context.empty())
+    throw DecodeError("message has no checksum, so its context cannot be verified");
   int64_t chunk = std::max<int64_t>(n, 1);
+  int chunk_bits = 0;
   if (header.chunked) {
     if (p >= end) throw DecodeError("truncated message: header");
-    const int bits = *p++;
-    if (bits < kMinChunkBits || bits > kMaxChunkBits) throw DecodeError("corrupt message: chunk size");
-    chunk = int64_t{1} << bits;
+    chunk_bits = *p++;
+    if (chunk_bits < kMinChunkBits || chunk_bits > kMaxChunkBits) throw DecodeError("corrupt message: chunk size");
+    chunk = int64_t{1} << chunk_bits;
   }
   const int64_t n_chunks = (n + chunk - 1) / chunk;
-  if (header.chunked && n_chunks < 2)
-    throw DecodeError("message holds several chunks but the shape has " + std::to_string(n) + " symbols");
-  if (header.lanes != lanes_for(std::min(n, chunk)))
-    throw DecodeError("message was not encoded for a shape of " + std::to_string(n) + " symbols");
+  if (header.chunked && n_chunks < 2) throw DecodeError(std::string(kMismatch) + " (several chunks, " + std::to_string(n) + " symbols)");
   // Chunk directory: every length but the last's, which is what remains.
   // Each varint takes at least one byte, so a bad n_chunks fails early.
   std::vector<uint64_t> lengths;
   uint64_t listed = 0;
   for (int64_t c = 0; c + 1 < n_chunks; ++c) {
     lengths.push_back(get_varint(p, end, 5));
+    if (lengths.back() == 0) throw DecodeError("corrupt message: empty chunk");
     listed += lengths.back();
   }
-  uint32_t expected_checksum = 0;
-  if (header.checksum) {
-    if (end - p < 4) throw DecodeError("truncated message: checksum");
-    expected_checksum = load_u32(p);
-    p += 4;
-  }
-  const uint64_t remaining = uint64_t(end - p);
+  uint64_t stored_checksum = 0;
   if (n == 0) {
-    if (remaining != 0) throw DecodeError("message has data but the shape is empty");
+    if (uint64_t(end - p) != uint64_t(header.checksum_bytes))
+      throw DecodeError(std::string(kMismatch) + " (data for an empty shape)");
+    for (int b = 0; b < header.checksum_bytes; ++b) stored_checksum |= uint64_t(p[b]) << (8 * b);
+    p = end;
   } else {
-    if (listed > remaining) throw DecodeError("truncated message: chunks are shorter than listed");
+    const uint64_t remaining = uint64_t(end - p);
+    if (listed >= remaining) throw DecodeError("truncated message: chunks are shorter than listed");
     lengths.push_back(remaining - listed);
   }
   std::vector<const uint8_t*> starts;
@@ -316,14 +385,30 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     p += len;
   }
 
-  std::vector<uint64_t> hashes(n_chunks);
-  parallel_for(n_chunks, threads, [&](int64_t c) {
-    const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    decode_chunk(header.lanes, starts[c], lengths[c], header.escapes, begin, count,
-                 header.checksum ? &hashes[c] : nullptr);
-  });
-  if (header.checksum && message_checksum(hashes) != expected_checksum)
-    throw DecodeError(std::string("checksum mismatch: corrupt message, or decoded with other ") + model);
+  std::vector<ChunkOutcome> outcomes(n_chunks);
+  const bool hash = header.checksum_bytes > 0;
+  try {
+    parallel_for(n_chunks, options.threads, [&](int64_t c) {
+      const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
+      decode_chunk(header.lanes, starts[c], lengths[c], header.escapes, begin, count, hash, outcomes[c]);
+    });
+  } catch (const DecodeError& e) {
+    throw DecodeError(std::string(kMismatch) + " (" + e.what() + ")");
+  }
+  bool escapes = false;
+  for (const ChunkOutcome& o : outcomes) escapes |= o.escapes;
+  if (header.escapes && !escapes) throw DecodeError("corrupt message: escapes flagged, but no chunk has any");
+  if (n > 0) stored_checksum = outcomes[0].lane0_end;
+  if (hash) {
+    std::vector<uint64_t> hashes;
+    for (const ChunkOutcome& o : outcomes) hashes.push_back(o.hash);
+    const uint64_t seed = checksum_seed(header_byte, chunk_bits, options.context);
+    if (message_checksum(seed, hashes, header.checksum_bytes) != stored_checksum)
+      throw DecodeError(std::string("checksum mismatch: ") + kMismatch + " (or other " + model +
+                        ", or another context)");
+  } else if (stored_checksum != 0) {
+    throw DecodeError(std::string(kMismatch) + " (corrupt message: final coder state mismatch)");
+  }
 }
 
 }  // namespace
@@ -332,40 +417,45 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
                const EncodeOptions& options) {
   const ChunkKernels& kernels = chunk_kernels();
   return encode_message(
-      indexes.size(),
-      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t* hash) {
-        kernels.encode(lanes, symbols, begin, count, indexes, tables, part, hash);
+      symbols, indexes.size(),
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        kernels.encode(lanes, symbols, begin, count, indexes, tables, part, lane0_start);
       },
       options);
 }
 
-void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables, int threads,
-            int32_t* out) {
+void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables,
+            const DecodeOptions& options, int32_t* out) {
   const ChunkKernels& kernels = chunk_kernels();
   decode_message(
       data, size, indexes.size(),
-      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count,
-          uint64_t* hash) { kernels.decode(lanes, bytes, length, escapes, begin, count, indexes, tables, out, hash); },
-      threads, "tables or indexes");
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count, bool hash,
+          ChunkOutcome& outcome) {
+        kernels.decode(lanes, bytes, length, escapes, begin, count, indexes, tables, out, hash, outcome);
+      },
+      options, "tables or indexes");
 }
 
 Message encode(const int32_t* symbols, const ElementModels& models, const EncodeOptions& options) {
   const ChunkKernels& kernels = chunk_kernels();
   return encode_message(
-      models.size,
-      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t* hash) {
-        kernels.encode_elements(lanes, symbols, begin, count, models, part, hash);
+      symbols, models.size,
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        kernels.encode_elements(lanes, symbols, begin, count, models, part, lane0_start);
       },
       options);
 }
 
-void decode(const uint8_t* data, size_t size, const ElementModels& models, int threads, int32_t* out) {
+void decode(const uint8_t* data, size_t size, const ElementModels& models, const DecodeOptions& options,
+            int32_t* out) {
   const ChunkKernels& kernels = chunk_kernels();
   decode_message(
       data, size, models.size,
-      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count,
-          uint64_t* hash) { kernels.decode_elements(lanes, bytes, length, escapes, begin, count, models, out, hash); },
-      threads, "means or scales");
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count, bool hash,
+          ChunkOutcome& outcome) {
+        kernels.decode_elements(lanes, bytes, length, escapes, begin, count, models, out, hash, outcome);
+      },
+      options, "means or scales");
 }
 
 size_t Message::size() const {
@@ -385,6 +475,7 @@ void Message::write(uint8_t* out) const {
     put(c.head.data(), c.head.size());
     put(c.words, c.words_size);
     put(c.escape_bytes.data(), c.escape_bytes.size());
+    put(c.tail.data(), c.tail.size());
   }
 }
 
@@ -403,9 +494,7 @@ double information_content(const int32_t* symbols, const IndexSource& indexes, c
       uint64_t s = uint64_t(v - row.offset);
       double extra = 0.0;
       if (s >= row.length) {
-        const int64_t hi = int64_t{row.offset} + row.length;
-        const uint64_t u = v >= hi ? uint64_t(v - hi) * 2 : uint64_t(row.offset - 1 - v) * 2 + 1;
-        extra = kEscapeLengthBits + (63 - __builtin_clzll(u + 1));
+        extra = escape_entry_bits(v, row.offset, int64_t{row.offset} + row.length);
         s = row.length;
       }
       block_bits += precision - std::log2(double(row.cdf[s + 1] - row.cdf[s])) + extra;

@@ -1,5 +1,5 @@
 // Messages: symbols + per-symbol table indexes -> bytes, and back.
-// The byte layout is specified in docs/format.md (version 2).
+// The byte layout is specified in docs/format.md (version 3).
 #pragma once
 
 #include <cstdint>
@@ -45,24 +45,33 @@ class IndexSource {
 };
 
 struct EncodeOptions {
-  bool checksum = true;
+  int checksum_bytes = 4;  // 0, 1, 2 or 4
+  std::string context;     // associated data: hashed into the checksum, never sent
   int threads = 1;
   int chunk_bits = 19;  // symbols per chunk = 2^chunk_bits
+};
+
+struct DecodeOptions {
+  int min_checksum_bytes = 0;  // DecodeError for a message with a shorter checksum
+  std::string context;         // what the encoder was given
+  int threads = 1;
 };
 
 // An encoded message as its parts, so that the caller can place the bytes
 // where it wants them (one copy) without a contiguous temporary.
 struct Message {
   struct Chunk {
-    std::vector<uint64_t> states, startup;  // per lane
+    std::vector<uint64_t> states, startup;  // per lane; lane 0's state after its flush
+    bool flushed = false;                   // lane 0 emitted a final word
     std::vector<uint8_t> escape_bytes;
-    std::vector<uint8_t> head;  // lane states, start-up counts, escape stream size
+    std::vector<uint8_t> head;  // lanes 1.. states, start-up counts, escape stream size
+    std::vector<uint8_t> tail;  // lane 0's state: 1 to 4 bytes
     std::unique_ptr<uint8_t[]> storage;
     const uint8_t* words = nullptr;  // inside storage
     size_t words_size = 0;
-    size_t size() const { return head.size() + words_size + escape_bytes.size(); }
+    size_t size() const { return head.size() + words_size + escape_bytes.size() + tail.size(); }
   };
-  std::vector<uint8_t> head;  // header byte, chunk directory, checksum
+  std::vector<uint8_t> head;  // header byte, chunk directory, checksum of an empty message
   std::vector<Chunk> chunks;
   size_t size() const;
   void write(uint8_t* out) const;  // size() bytes
@@ -73,7 +82,7 @@ Message encode(const int32_t* symbols, const IndexSource& indexes, const Tables&
 
 // Decodes into out[0 .. indexes.size()).  Throws DecodeError for bad bytes.
 void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const Tables& tables,
-            int threads, int32_t* out);
+            const DecodeOptions& options, int32_t* out);
 
 // Per-element parametric models (table_math.h; docs/format.md, "Per-element
 // parametric models"): element i has its own family-F distribution with
@@ -90,14 +99,17 @@ struct ElementModels {
 };
 
 Message encode(const int32_t* symbols, const ElementModels& models, const EncodeOptions& options);
-void decode(const uint8_t* data, size_t size, const ElementModels& models, int threads, int32_t* out);
+void decode(const uint8_t* data, size_t size, const ElementModels& models, const DecodeOptions& options,
+            int32_t* out);
 
 // Bits an ideal coder would spend under the quantized tables: -log2 of each
 // symbol's probability, plus, for escaped values, the escape's own cost and
 // the raw bits of the value code.
 double information_content(const int32_t* symbols, const IndexSource& indexes, const Tables& tables);
 
-constexpr int kFormatVersion = 2;
+constexpr int kFormatVersion = 3;
+// Threads beyond this many per core buy nothing (the work is split by chunks).
+constexpr int kThreadsPerCore = 4;
 constexpr int kMinChunkBits = 4;
 constexpr int kMaxChunkBits = 30;
 
