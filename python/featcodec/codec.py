@@ -59,7 +59,10 @@ class FeatureCodec:
 
     encoder: features (B, C, H, W) -> latent y (B, C_r, h, w).
     decoder: latent -> features; if it takes an ``output_size`` argument it is
-    given (H, W), so odd sizes come back exactly.
+    given (H, W), so odd sizes come back exactly.  A decoder that restores
+    another size than its encoder's input (the entropic student codes the
+    image and restores the first residual stage's output) says which with a
+    method ``output_size_of((H, W)) -> (h, w)``.
     entropy_model: any :class:`~featcodec.entropy.EntropyCoder` over C_r
     channels with its tables built (a FactorizedPrior fitted to the code,
     see :func:`fit_prior`, or a Hyperprior).
@@ -238,6 +241,16 @@ class FeatureCodec:
                               "exceed max_elements")
         return batch, size, float(q_step), position
 
+    def _restored_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        size_of = getattr(self._decoder, "output_size_of", None)
+        return size if size_of is None else (int(size_of(size)[0]), int(size_of(size)[1]))
+
+    def input_size_of(self, data: bytes) -> tuple[int, int]:
+        """The (H, W) of the encoder's input a message was made from (its header, or the codec's feature shape)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        return self._read_header(bytes(data))[1]
+
     @staticmethod
     def unit_id_of(data: bytes) -> int:
         """The unit id a message names (to pick the codec that decodes it)."""
@@ -295,9 +308,10 @@ class FeatureCodec:
             features = self._decoder_view(y_hat, output_size=size)
         else:
             features = self._decoder_view(y_hat)
-        if tuple(features.shape[2:]) != size:
-            raise ValueError(f"the decoder made features of size {tuple(features.shape[2:])}, the sender's were "
-                             f"{size}; give the decoder an output_size argument")
+        expected = self._restored_size(size)
+        if tuple(features.shape[2:]) != expected:
+            raise ValueError(f"the decoder made features of size {tuple(features.shape[2:])}, expected "
+                             f"{expected}; give the decoder an output_size argument")
         return features
 
     @torch.no_grad()
@@ -361,8 +375,9 @@ class FeatureCodec:
         file can rebuild without running code from it.
         """
         description = self._description()
-        if description["architecture"]["kind"] != "bottleneck":
-            raise TypeError("only codecs of featcodec.split bottleneck units (make_unit) can be saved, not "
+        if description["architecture"]["kind"] not in ("bottleneck", "entropic_student"):
+            raise TypeError("only codecs of featcodec.split bottleneck units (make_unit) or entropic students "
+                            "can be saved, not "
                             f"{description['architecture']['encoder']} / {description['architecture']['decoder']}")
         if description["entropy_model"]["config"] is None:
             raise TypeError(f"entropy model {description['entropy_model']['class']} cannot be saved "
@@ -605,6 +620,11 @@ def _architecture_of(encoder: nn.Module, decoder: nn.Module) -> dict:
     """The JSON description of the halves, for the unit kinds a file can rebuild."""
     from .split.units import BottleneckDecoder, BottleneckEncoder  # the units define their architecture
 
+    from .split.student import StudentDecoder, StudentEncoder
+
+    if isinstance(encoder, StudentEncoder) and isinstance(decoder, StudentDecoder):
+        return {"kind": "entropic_student", "in_channels": encoder.in_channels,
+                "latent_channels": encoder.latent_channels, "target_channels": decoder.target_channels}
     if isinstance(encoder, BottleneckEncoder) and isinstance(decoder, BottleneckDecoder):
         if encoder.stages != decoder.stages:
             raise ValueError("the encoder and decoder are not halves of one unit (their stages differ)")
@@ -620,6 +640,8 @@ _MAX_WIDTH = 1 << 16
 def _build_halves(architecture: Any) -> tuple[nn.Module, nn.Module]:
     from .split.units import BottleneckDecoder, BottleneckEncoder, Stage
 
+    if isinstance(architecture, dict) and architecture.get("kind") == "entropic_student":
+        return _student_halves(architecture)
     if not isinstance(architecture, dict) or architecture.get("kind") != "bottleneck":
         kind = architecture.get("kind") if isinstance(architecture, dict) else architecture
         raise ValueError(f"architecture {kind!r} cannot be rebuilt from a file: only featcodec.split "
@@ -638,6 +660,21 @@ def _build_halves(architecture: Any) -> tuple[nn.Module, nn.Module]:
         stages.append(stage)
     with torch.device("meta"):  # shapes only: the file's tensors fill them after they are checked
         return BottleneckEncoder(stages), BottleneckDecoder(stages)
+
+
+def _student_halves(architecture: dict) -> tuple[nn.Module, nn.Module]:
+    """The entropic student's encoder and decoder (Matsubara et al., WACV 2022), on the meta device."""
+    from .split.student import StudentDecoder, StudentEncoder
+
+    widths = {}
+    for key in ("in_channels", "latent_channels", "target_channels"):
+        value = architecture.get(key)
+        if type(value) is not int or not 1 <= value <= _MAX_WIDTH:
+            raise ValueError(f"architecture: {key} must be an integer in [1, {_MAX_WIDTH}], got {value!r}")
+        widths[key] = value
+    with torch.device("meta"):
+        return (StudentEncoder(widths["latent_channels"], widths["in_channels"]),
+                StudentDecoder(widths["latent_channels"], widths["target_channels"]))
 
 
 def _entropy_description(model: EntropyCoder) -> dict:

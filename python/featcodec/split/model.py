@@ -17,6 +17,7 @@ from torch import nn
 
 from .cut import feature_of, with_feature
 from .rate import RateTerm
+from .student import TailMode
 
 
 @dataclass
@@ -48,6 +49,9 @@ class SplitModel(nn.Module):
     The feature the unit codes is the first value ``head`` returns (see
     :func:`featcodec.split.cut.split`); other crossing values pass unchanged.
     """
+
+    #: The pretrained network stays fixed (see :class:`featcodec.split.student.TailMode`).
+    tail_mode = TailMode.FROZEN
 
     def __init__(self, head: nn.Module, unit: nn.Module, rate: RateTerm, tail: nn.Module,
                  q_step: float = 1.0) -> None:

@@ -681,16 +681,22 @@ def write_outputs(run: Run, study: Any, out: pathlib.Path, baselines: bool = Tru
     return {"trials": trials, "frontier": frontier, "baselines": extra, "reference": reference, "bank": bank}
 
 
-def export_frontier(run: Run, entries: Sequence[Tuple[Any, Dict[str, Any]]], folder: pathlib.Path) -> pathlib.Path:
+def export_frontier(run: Run, entries: Sequence[Tuple[Any, Dict[str, Any]]],
+                    folder: pathlib.Path) -> Optional[pathlib.Path]:
     """Writes the frontier's codecs, by increasing bpp, as one rate bank file: ``folder/frontier.fcbank``
-    (:class:`featcodec.bank.RateBank`; unit i is the i-th row of frontier.csv).  A bank holds at most
-    8 units; a longer frontier is thinned to 8 points spread evenly over its rows (ends kept)."""
+    (:class:`featcodec.bank.RateBank`; ``units.json`` maps its units to frontier rows).  A bank holds at
+    most :data:`featcodec.bank.MAX_UNITS` units; a longer frontier is thinned to that many points spread
+    evenly over its rows (ends kept).  Codecs without an entropy model are left out; None when none is left."""
     from ..bank import MAX_UNITS, RateBank
 
     folder.mkdir(parents=True, exist_ok=True)
+    # Codecs without an entropy model (CR+BQ's raw 8-bit codes) have nothing a rate bank could hold.
+    entries = [(codec, row) for codec, row in entries if getattr(codec, "entropy_model", None) is not None]
     if len(entries) > MAX_UNITS:
         picks = sorted({round(i * (len(entries) - 1) / (MAX_UNITS - 1)) for i in range(MAX_UNITS)})
         entries = [entries[i] for i in picks]
+    if not entries:
+        return None
     bank = RateBank(feature_shape=run.feature_shape, split=run.config.network.split, network=run.config.network.name)
     for codec, row in entries:
         bank.add(codec, bpp=float(row["true_bpp"]), metric=float(row["metric"]))
@@ -840,3 +846,6 @@ def _print_frontier(rows: Sequence[Dict[str, str]], out: pathlib.Path) -> None:
 __all__ = ["BottleneckMethod", "CodedNetwork", "DataSource", "METHODS", "Measurement", "Method", "Run",
            "build_data", "build_network", "evaluate_run", "export_frontier", "main", "open_study",
            "register_method", "search", "train"]
+
+
+from . import wacv_methods  # noqa: E402,F401  (registers the methods of Matsubara et al., WACV 2022)
