@@ -167,7 +167,7 @@ class CdfTables:
         rows = cdf.shape[0]
         if offsets.shape != (rows,) or lengths.shape != (rows,) or lengths.dtype.kind not in "iu":
             raise ValueError(f"offsets and lengths must be integer arrays of shape ({rows},)")
-        _check_precision(precision, low=1)
+        precision = check_precision(precision, low=1)
         bad = np.flatnonzero((lengths < 1) | (lengths + 2 > cdf.shape[1]))
         if bad.size:
             raise ValueError(f"row {bad[0]}: length {lengths[bad[0]]} must be in [1, {cdf.shape[1] - 2}]")
