@@ -44,6 +44,9 @@ class EntropyModel(nn.Module):
     (:meth:`_expected_rows`).
     """
 
+    _tables_blob: torch.Tensor
+    _tables_fingerprint: torch.Tensor
+
     def __init__(self, precision: int = 16) -> None:
         super().__init__()
         if isinstance(precision, bool) or not isinstance(precision, int) or not 8 <= precision <= 16:

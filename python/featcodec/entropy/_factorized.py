@@ -221,8 +221,8 @@ class FactorizedPrior(CompressAINames, EntropyModel):
         first = np.zeros(self.channels, dtype=np.int64)
         for c in range(self.channels):
             row = pmf[c, : lengths[c]]
-            left = np.searchsorted(np.cumsum(row), tail, side="right")
-            right = np.searchsorted(np.cumsum(row[::-1]), tail, side="right")
+            left = int(np.searchsorted(np.cumsum(row), tail, side="right"))
+            right = int(np.searchsorted(np.cumsum(row[::-1]), tail, side="right"))
             if left + right >= len(row):  # nearly all mass outside (a degenerate density): keep the mode
                 left, right = int(np.argmax(row)), len(row) - int(np.argmax(row)) - 1
             first[c], lengths[c] = left, len(row) - left - right

@@ -51,6 +51,7 @@ class GaussianConditional(CompressAINames, EntropyModel):
     """
 
     _compressai_names = GAUSSIAN_NAMES
+    scale_table: torch.Tensor
 
     def __init__(
         self,

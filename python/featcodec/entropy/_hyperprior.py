@@ -42,6 +42,8 @@ class Hyperprior(CompressAINames, nn.Module):
     """
 
     _compressai_names = HYPERPRIOR_NAMES
+    z_model: FactorizedPrior
+    y_model: GaussianConditional
 
     def __init__(
         self,

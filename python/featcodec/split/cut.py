@@ -111,9 +111,9 @@ def split(model: nn.Module, name: str, *, single_tensor: bool = False) -> Tuple[
                          + ", ".join(f"{d.name} (from {d.producer})" for d in extra_tensors))
     head = _build_head(model, graph, head_nodes, crossing)
     tail = _build_tail(model, graph, head_nodes, crossing)
-    for part in (head, tail):
-        part.crossing = description
-        part.cut_name = name
+    for part in (head, tail):  # plain attributes, not submodules or buffers
+        setattr(part, "crossing", description)
+        setattr(part, "cut_name", name)
     return head, tail
 
 
@@ -226,7 +226,8 @@ def _copy_free(graph: fx.Graph, node: fx.Node, env: Dict[fx.Node, fx.Node]) -> f
 
 def _build_head(model: nn.Module, graph: fx.Graph, head: Set[fx.Node],
                 crossing: List[fx.Node]) -> fx.GraphModule:
-    new, env = fx.Graph(), {}
+    new = fx.Graph()
+    env: Dict[fx.Node, fx.Node] = {}
     for node in graph.nodes:
         if node in head:
             for i in _inputs(node):
@@ -240,7 +241,8 @@ def _build_head(model: nn.Module, graph: fx.Graph, head: Set[fx.Node],
 
 def _build_tail(model: nn.Module, graph: fx.Graph, head: Set[fx.Node],
                 crossing: List[fx.Node]) -> fx.GraphModule:
-    new, env = fx.Graph(), {}
+    new = fx.Graph()
+    env: Dict[fx.Node, fx.Node] = {}
     received = new.placeholder("crossing")
     if len(crossing) == 1:
         env[crossing[0]] = received

@@ -52,6 +52,7 @@ class SplitModel(nn.Module):
 
     #: The pretrained network stays fixed (see :class:`featcodec.split.student.TailMode`).
     tail_mode = TailMode.FROZEN
+    unit: Any  # a BottleneckUnit, IdentityUnit or any module with encode(x) and decode(y, size)
 
     def __init__(self, head: nn.Module, unit: nn.Module, rate: RateTerm, tail: nn.Module,
                  q_step: float = 1.0) -> None:

@@ -17,12 +17,13 @@ scalar for the whole batch.  ``aux_loss()`` is added to the loss as is
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Callable, Dict, Tuple, cast
 
 import torch
 from torch import nn
 
 from ..entropy import quantize
+from ..entropy._quantizer import QuantizeMode
 
 
 class RateTerm(nn.Module):
@@ -54,7 +55,7 @@ class L1Rate(RateTerm):
         self.train_mode = train_mode
 
     def forward(self, y: torch.Tensor, q_step: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
-        y_hat = quantize(y, q_step, self.train_mode if self.training else "round")
+        y_hat = quantize(y, q_step, cast(QuantizeMode, self.train_mode if self.training else "round"))
         return y_hat, y.abs().sum() / q_step
 
     def extra_repr(self) -> str:
@@ -69,6 +70,8 @@ class NeuralRate(RateTerm):
     """
 
     in_bits = True
+
+    entropy_model: Any  # an entropy model of featcodec.entropy (forward, compress, decompress, aux_loss)
 
     def __init__(self, entropy_model: nn.Module) -> None:
         super().__init__()
@@ -98,7 +101,7 @@ def factorized_rate(channels: int) -> NeuralRate:
     return NeuralRate(FactorizedPrior(channels))
 
 
-RATE_TERMS = {"l1": lambda channels: L1Rate(), "hyperprior": hyperprior_rate, "factorized": factorized_rate}
+RATE_TERMS: Dict[str, Callable[[int], RateTerm]] = {"l1": lambda channels: L1Rate(), "hyperprior": hyperprior_rate, "factorized": factorized_rate}
 """Rate terms by name: each maps the code's channel count C_r to a fresh term."""
 
 

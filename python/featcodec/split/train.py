@@ -262,8 +262,10 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] =
     rate_sum, pixels = 0.0, 0
     confusion: Optional[torch.Tensor] = None
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
-        images, target = split_batch(batch)
-        images, target = images.to(device), target.to(device)
+        images, labels = split_batch(batch)
+        if labels is None:
+            raise ValueError("evaluation needs labelled batches (images, targets)")
+        images, target = images.to(device), labels.to(device)
         out = model(images)
         if isinstance(out, torch.Tensor) or isinstance(out, dict):
             logits = logits_of(out)
