@@ -12,6 +12,7 @@ Tables are used only through ``CdfTables.precision``, ``offsets``,
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 import numpy as np
 
@@ -68,10 +69,20 @@ def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> t
     raise FormatError("varint too long")
 
 
-def lanes_for(symbols_per_chunk: int) -> int:
-    """The lane count for a chunk of this many symbols (the header repeats it)."""
+def fast_lanes(symbols_per_chunk: int) -> int:
+    """The lane count for chunks of this many symbols, unless one lane is chosen."""
     n = symbols_per_chunk
     return 1 if n <= 16384 else 4 if n <= 65536 else 8
+
+
+def single_lane_limit(fast: int) -> int:
+    """One lane when every chunk's one-lane encoding is shorter than this."""
+    return 4096 * (fast - 1)
+
+
+def lane_margin(fast: int) -> int:
+    """A many-lane message with every chunk under limit + margin is checked by re-encoding."""
+    return 32 * fast
 
 
 CHECKSUM_CODES = {0: 0, 1: 1, 2: 2, 4: 3}
@@ -368,9 +379,12 @@ def checksum_bytes(checksum_on) -> int:
     return 4 if checksum_on is True else 0 if checksum_on is False else int(checksum_on)
 
 
-def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, context: bytes = b"") -> bytes:
+def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, context: bytes = b"",
+           lanes: Optional[int] = None) -> bytes:
     """The message for ``values`` (any shape, C order); ``indexes`` broadcast to it.
-    checksum_on: True (4 bytes), False, or a size of 1, 2 or 4 bytes."""
+    checksum_on: True (4 bytes), False, or a size of 1, 2 or 4 bytes.  ``lanes``
+    forces a lane count instead of the encoder's choice (for tests of the
+    decoder's check: such a message need not be canonical)."""
     size = checksum_bytes(checksum_on)
     values = np.asarray(values)
     idx = [int(i) for i in np.broadcast_to(np.asarray(indexes), values.shape).ravel()]
@@ -380,14 +394,22 @@ def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, c
     chunk_bits = chunk_size.bit_length() - 1
     assert chunk_size == 1 << chunk_bits and 4 <= chunk_bits <= 30
     n_chunks = -(-n // chunk_size)
-    lanes = lanes_for(min(n, chunk_size))
     chunked = n_chunks > 1
-    header = header_byte(size, chunked, lanes)
-    check = checksum(vals, chunk_size, header, chunk_bits if chunked else 0, context, size) if size else 0
-    parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes, check if b == 0 else 0)
-             for b in range(0, n, chunk_size)]
-    escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
-    chunks = [p.to_bytes(escapes) for p in parts]
+    fast = fast_lanes(min(n, chunk_size))
+
+    def code(lanes):
+        header = header_byte(size, chunked, lanes)
+        check = checksum(vals, chunk_size, header, chunk_bits if chunked else 0, context, size) if size else 0
+        parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes, check if b == 0 else 0)
+                 for b in range(0, n, chunk_size)]
+        escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
+        return header, check, escapes, [p.to_bytes(escapes) for p in parts]
+
+    header, check, escapes, chunks = code(lanes or fast)
+    if lanes is None and fast > 1 and all(len(c) < single_lane_limit(fast) + lane_margin(fast) for c in chunks):
+        single = code(1)
+        if all(len(c) < single_lane_limit(fast) for c in single[3]):
+            header, check, escapes, chunks = single
     out = bytearray([header | (ESCAPES_BIT if escapes else 0)])
     if chunked:
         out.append(chunk_bits)
@@ -426,7 +448,8 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
             raise FormatError("chunk_bits out of range")
         chunk_size = 1 << chunk_bits
     n_chunks = -(-n // chunk_size)
-    if h["lanes"] != lanes_for(min(n, chunk_size)):
+    fast = fast_lanes(min(n, chunk_size))
+    if h["lanes"] not in (1, fast):
         raise FormatError("lane count is not the encoder's for this symbol count")
     if h["chunked"] and n_chunks < 2:
         raise FormatError("chunked message for a single chunk")
@@ -446,6 +469,8 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
         if sum(lengths) >= remaining:
             raise FormatError("chunks shorter than listed")
         lengths.append(remaining - sum(lengths))
+    if h["lanes"] < fast and not all(length < single_lane_limit(fast) for length in lengths):
+        raise FormatError("one lane for a chunk this long")
     out = []
     any_escapes = False
     for c, length in enumerate(lengths):
@@ -464,4 +489,10 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
     expected = checksum(out, chunk_size, data[0], chunk_bits, context, h["checksum"]) if h["checksum"] else 0
     if stored != expected:
         raise FormatError("checksum mismatch" if h["checksum"] else "lane 0 does not end at state 0")
+    if h["lanes"] > 1 and all(length < single_lane_limit(fast) + lane_margin(fast) for length in lengths):
+        single = header_byte(h["checksum"], h["chunked"], 1)
+        check = checksum(out, chunk_size, single, chunk_bits, context, h["checksum"]) if h["checksum"] else 0
+        if all(len(encode_chunk(out[b:b + chunk_size], idx[b:b + chunk_size], rows, 1, check if b == 0 else 0)
+                   .to_bytes(h["escapes"])) < single_lane_limit(fast) for b in range(0, n, chunk_size)):
+            raise FormatError("several lanes where the encoder uses one")
     return np.array(out, dtype=np.int64).reshape(shape)

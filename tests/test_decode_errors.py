@@ -225,7 +225,8 @@ def test_wrong_symbol_count_across_lane_thresholds(n, other):
     with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
         fc.decode(message, TABLES, 1, shape=(other,))
     bare = fc.encode(x, TABLES, 1, checksum=False, chunk_size=chunk_size)
-    if ref.lanes_for(min(n, chunk_size)) != ref.lanes_for(min(other, chunk_size)) or (n > chunk_size) != (other > chunk_size):
+    lanes = ref.parse_header(bare[0])["lanes"]
+    if lanes not in (1, ref.fast_lanes(min(other, chunk_size))) or (n > chunk_size) != (other > chunk_size):
         with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
             fc.decode(bare, TABLES, 1, shape=(other,))
 
@@ -883,3 +884,82 @@ def test_bad_arguments_name_themselves(call):
     with pytest.raises((ValueError, TypeError)) as info:
         call()
     assert "incompatible function arguments" not in str(info.value)
+
+
+# --- the lane count: the encoder's choice, checked by the decoder ---------------------------
+
+LANE_TABLES = fc.CdfTables.gaussian([0.3, 2.0, 30.0], precision=14)
+
+
+def _lane_case(n: int, table: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0, (0.3, 2.0, 30.0)[table], n)).astype(np.int32)
+
+
+@pytest.mark.parametrize("checksum", [False, 2])
+def test_one_lane_for_a_short_many_lane_chunk(checksum):
+    """A compressible chunk of 49152 symbols would take 4 lanes by its size;
+    one lane makes it shorter, and the encoder records one."""
+    x = _lane_case(49152, 0)
+    message = fc.encode(x, LANE_TABLES, 0, checksum=checksum)
+    assert ref.parse_header(message[0])["lanes"] == 1
+    assert message == ref.encode(x, LANE_TABLES, 0, checksum)
+    forced = ref.encode(x, LANE_TABLES, 0, checksum, lanes=4)
+    assert len(message) + 6 <= len(forced)
+    np.testing.assert_array_equal(fc.decode(message, LANE_TABLES, np.zeros(x.shape, np.int32)), x)
+    # The same values with the chunk size's 4 lanes: decodable, but not what an encoder writes.
+    with pytest.raises(fc.DecodeError, match="several lanes where the encoder uses one"):
+        fc.decode(forced, LANE_TABLES, np.zeros(x.shape, np.int32))
+    with pytest.raises(ref.FormatError, match="several lanes"):
+        ref.decode(forced, LANE_TABLES, np.zeros(x.shape, np.int32))
+
+
+@pytest.mark.parametrize("checksum", [False, 4])
+def test_many_lanes_for_a_long_chunk(checksum):
+    x = _lane_case(20000, 2)
+    message = fc.encode(x, LANE_TABLES, 2, checksum=checksum)
+    assert ref.parse_header(message[0])["lanes"] == 4
+    forced = ref.encode(x, LANE_TABLES, 2, checksum, lanes=1)
+    assert len(forced) - 1 >= ref.single_lane_limit(4)
+    with pytest.raises(fc.DecodeError, match="one lane for a chunk this long"):
+        fc.decode(forced, LANE_TABLES, np.full(x.shape, 2, np.int32))
+    with pytest.raises(ref.FormatError, match="one lane"):
+        ref.decode(forced, LANE_TABLES, np.full(x.shape, 2, np.int32))
+
+
+def test_lane_choice_at_the_limit():
+    """Chunks whose one-lane size is just under or over the limit (where the
+    decoder re-encodes to check a many-lane message): the library, the format
+    model and each other's decoders agree, and only the encoder's choice decodes."""
+    n = 20000
+    rng = np.random.default_rng(5)
+    base = _lane_case(n, 2, seed=5)
+    limit = ref.single_lane_limit(4)
+    seen = set()
+    order = rng.permutation(n)
+
+    def case(k):  # k values of the wide row, the others zeros of the narrow one
+        x, indexes = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        x[order[:k]], indexes[order[:k]] = base[order[:k]], 2
+        return x, indexes
+
+    lo, hi = 0, n  # bisect k for a one-lane size at the limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if len(fc.encode(case(mid)[0], LANE_TABLES, case(mid)[1], checksum=False)) - 1 < limit:
+            lo = mid
+        else:
+            hi = mid
+    for k in (lo - 3, lo, hi, hi + 3):
+        x, indexes = case(k)
+        for checksum in (False, 1):
+            message = fc.encode(x, LANE_TABLES, indexes, checksum=checksum)
+            lanes = ref.parse_header(message[0])["lanes"]
+            seen.add(lanes)
+            assert message == ref.encode(x, LANE_TABLES, indexes, checksum)
+            np.testing.assert_array_equal(ref.decode(message, LANE_TABLES, indexes), x)
+            np.testing.assert_array_equal(fc.decode(message, LANE_TABLES, indexes), x)
+            other = ref.encode(x, LANE_TABLES, indexes, checksum, lanes=5 - lanes)
+            with pytest.raises(fc.DecodeError, match="lane"):
+                fc.decode(other, LANE_TABLES, indexes)
+    assert seen == {1, 4}

@@ -47,11 +47,27 @@ Header unpack_header(uint8_t b) {
   return {code == 3 ? 4 : code, bool(b & kEscapesBit), bool(b & 4), 1 << (b & 3)};
 }
 
-// Interleaved lanes hide the coder's latency, but each one beyond the first
-// costs 2 to 3 bytes (its final state and start-up count): 0.02 % of a
-// 16384-symbol message, and a few microseconds saved.  One lane up to that,
-// and the vector decoder's eight from 65536 symbols a chunk on.
-int lanes_for(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
+// Lanes.  Interleaved lanes hide the coder's latency (the vector decoders
+// take eight), but each one beyond the first costs 3 to 5 bytes: its final
+// state, its start-up count and its start-up slack.  A chunk of at most
+// 16384 symbols has one lane; a larger one has `fast_lanes` (4 up to 65536
+// symbols, else 8), unless one lane codes every chunk of the message in
+// under `single_lane_limit` bytes: then the extra lanes would cost more than
+// about 0.1 % of the message (4 bytes a lane per 4 KiB), and the message has
+// one lane.  The rule is the encoder's, and the decoder checks it (so a
+// message stays canonical without a checksum): a one-lane message must have
+// every chunk under the limit, and a many-lane message whose chunks are all
+// under the limit plus `lane_margin` is re-encoded with one lane to see that
+// some chunk reaches the limit.  (The margin bounds how much longer the
+// many-lane chunk can be than the one-lane chunk: per extra lane a state
+// varint of at most 9 bytes, a start-up count of at most 5 and under 3 bytes
+// of slack.)
+int fast_lanes(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
+size_t single_lane_limit(int fast) { return size_t{4096} * size_t(fast - 1); }
+size_t lane_margin(int fast) { return size_t{32} * size_t(fast); }
+bool all_below(const std::vector<size_t>& sizes, size_t limit) {
+  return std::all_of(sizes.begin(), sizes.end(), [limit](size_t s) { return s < limit; });
+}
 
 // --- checksum (docs/format.md, "Checksum") -----------------------------------
 // Seeded with the header (but its escapes bit, which the encoder learns only
@@ -336,31 +352,57 @@ Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& co
     throw std::invalid_argument("a context is verified by the checksum: it needs checksum bytes");
   const int64_t chunk = int64_t{1} << options.chunk_bits;
   const int64_t n_chunks = (n + chunk - 1) / chunk;
-  const int lanes = lanes_for(std::min(n, chunk));
-  Header header{options.checksum_bytes, false, n_chunks > 1, lanes};
+  const int fast = fast_lanes(std::min(n, chunk));
+  Header header{options.checksum_bytes, false, n_chunks > 1, fast};
 
   // The checksum comes first: it is lane 0's initial state in chunk 0, where
-  // the decoder finds it as that lane's final state.
-  uint64_t checksum = 0;
+  // the decoder finds it as that lane's final state.  It covers the header,
+  // lane count included.
+  std::vector<uint64_t> hashes;
   if (options.checksum_bytes) {
-    std::vector<uint64_t> hashes(n_chunks);
+    hashes.resize(n_chunks);
     parallel_for(n_chunks, options.threads, [&](int64_t c) {
       const int64_t begin = c * chunk;
       hashes[c] = chunk_hash(symbols + begin, std::min(chunk, n - begin));
     });
-    const uint64_t seed = checksum_seed(pack_header(header), header.chunked ? options.chunk_bits : 0, options.context);
-    checksum = message_checksum(seed, hashes, options.checksum_bytes);
   }
+  auto checksum_for = [&](const Header& h) -> uint64_t {
+    if (!options.checksum_bytes) return 0;
+    const uint64_t seed = checksum_seed(pack_header(h), h.chunked ? options.chunk_bits : 0, options.context);
+    return message_checksum(seed, hashes, options.checksum_bytes);
+  };
+  const uint64_t checksum = checksum_for(header);
+
+  // Codes every chunk with `lanes` lanes; returns the chunks' sizes.  The
+  // escape stream is the same for any lane count, and so is the escapes bit.
+  auto code_chunks = [&](std::vector<Message::Chunk>& chunks, int lanes, uint64_t lane0_start) {
+    chunks.clear();
+    chunks.resize(n_chunks);
+    parallel_for(n_chunks, options.threads, [&](int64_t c) {
+      const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
+      code_chunk(lanes, begin, count, chunks[c], c == 0 ? lane0_start : 0);
+    });
+    for (const Message::Chunk& part : chunks) header.escapes |= !part.escape_bytes.empty();
+    std::vector<size_t> sizes;
+    for (Message::Chunk& part : chunks) {
+      finish_chunk(part, header.escapes);
+      sizes.push_back(part.size());
+    }
+    return sizes;
+  };
 
   Message message;
-  message.chunks.resize(n_chunks);
-  parallel_for(n_chunks, options.threads, [&](int64_t c) {
-    const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    code_chunk(lanes, begin, count, message.chunks[c], c == 0 ? checksum : 0);
-  });
+  const std::vector<size_t> sizes = code_chunks(message.chunks, fast, checksum);
+  if (fast > 1 && all_below(sizes, single_lane_limit(fast) + lane_margin(fast))) {
+    Header single = header;
+    single.lanes = 1;
+    std::vector<Message::Chunk> chunks;
+    if (all_below(code_chunks(chunks, 1, checksum_for(single)), single_lane_limit(fast))) {
+      message.chunks = std::move(chunks);
+      header = single;
+    }
+  }
 
-  for (const Message::Chunk& part : message.chunks) header.escapes |= !part.escape_bytes.empty();
-  for (Message::Chunk& part : message.chunks) finish_chunk(part, header.escapes);
   message.head.push_back(pack_header(header));
   if (header.chunked) {
     message.head.push_back(static_cast<uint8_t>(options.chunk_bits));
@@ -376,9 +418,10 @@ Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& co
 // mismatch may also mean.
 using ChunkDecoder =
     std::function<void(int, const uint8_t*, size_t, bool, int64_t, int64_t, bool, ChunkOutcome&)>;
-
+// `encode_chunk(lanes, begin, count, part, lane0_start)` encodes decoded
+// symbols [begin, begin + count) again (the lane count check).
 void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDecoder& decode_chunk,
-                    const DecodeOptions& options, const char* model) {
+                    const ChunkEncoder& encode_chunk, const DecodeOptions& options, const char* model) {
   if (options.min_checksum_bytes < 0 || options.min_checksum_bytes > 4)
     throw std::invalid_argument("the required checksum must be 0 to 4 bytes");
   const uint8_t* p = data;
@@ -403,9 +446,10 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     chunk = int64_t{1} << chunk_bits;
   }
   const int64_t n_chunks = (n + chunk - 1) / chunk;
-  // The lane count is recorded, and must be the encoder's: a message stays
-  // canonical without a checksum.
-  if (header.lanes != lanes_for(std::min(n, chunk)))
+  // The lane count is recorded, and must be the encoder's choice (see
+  // fast_lanes): a message stays canonical without a checksum.
+  const int fast = fast_lanes(std::min(n, chunk));
+  if (header.lanes != fast && header.lanes != 1)
     throw DecodeError(std::string(kMismatch) + " (its lane count is not for " + std::to_string(n) + " symbols)");
   if (header.chunked && n_chunks < 2) throw DecodeError(std::string(kMismatch) + " (several chunks, " + std::to_string(n) + " symbols)");
   // Chunk directory: every length but the last's, which is what remains.
@@ -428,6 +472,9 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     if (listed >= remaining) throw DecodeError("truncated message: chunks are shorter than listed");
     lengths.push_back(remaining - listed);
   }
+  std::vector<size_t> sizes(lengths.begin(), lengths.end());
+  if (header.lanes < fast && !all_below(sizes, single_lane_limit(fast)))
+    throw DecodeError(std::string(kMismatch) + " (corrupt message: one lane for a chunk this long)");
   std::vector<const uint8_t*> starts;
   for (uint64_t len : lengths) {
     starts.push_back(p);
@@ -461,6 +508,29 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
   } else if (stored_checksum != 0) {
     throw DecodeError(std::string(kMismatch) + " (corrupt message: final coder state mismatch)");
   }
+  // Several lanes where one would do (every chunk under the limit)?  Only
+  // chunks this short can be, so the check costs little.
+  if (header.lanes > 1 && all_below(sizes, single_lane_limit(fast) + lane_margin(fast))) {
+    Header single = header;
+    single.lanes = 1;
+    uint64_t single_checksum = 0;
+    if (hash) {
+      std::vector<uint64_t> hashes;
+      for (const ChunkOutcome& o : outcomes) hashes.push_back(o.hash);
+      const uint64_t seed = checksum_seed(pack_header(single), chunk_bits, options.context);
+      single_checksum = message_checksum(seed, hashes, header.checksum_bytes);
+    }
+    bool reaches = false;
+    for (int64_t c = 0; c < n_chunks && !reaches; ++c) {
+      const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
+      Message::Chunk part;
+      encode_chunk(1, begin, count, part, c == 0 ? single_checksum : 0);
+      finish_chunk(part, header.escapes);
+      reaches = part.size() >= single_lane_limit(fast);
+    }
+    if (!reaches)
+      throw DecodeError(std::string(kMismatch) + " (corrupt message: several lanes where the encoder uses one)");
+  }
 }
 
 }  // namespace
@@ -485,6 +555,9 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
           ChunkOutcome& outcome) {
         kernels.decode(lanes, bytes, length, escapes, begin, count, indexes, tables, out, hash, outcome);
       },
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        kernels.encode(lanes, out, begin, count, indexes, tables, part, lane0_start);
+      },
       options, "tables or indexes");
 }
 
@@ -506,6 +579,11 @@ void decode(const uint8_t* data, size_t size, const ElementModels& models, const
       [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count, bool hash,
           ChunkOutcome& outcome) {
         kernels.decode_elements(lanes, bytes, length, escapes, begin, count, models, out, hash, outcome);
+      },
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        ElementModels computed = models;
+        computed.intervals = nullptr;  // computed from the means and scales
+        kernels.encode_elements(lanes, out, begin, count, computed, part, lane0_start);
       },
       options, "means or scales");
 }
