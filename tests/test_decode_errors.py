@@ -259,10 +259,10 @@ def test_empty_messages():
 
 
 def test_unknown_format_version():
-    # Format 3 sets header bits 7-6; a format 2 message (bits 7-5 = 010) is
-    # named as such.
+    # Format 3 sets header bit 7 (bits 7-6 = 11 a full header, 10 a compact
+    # one); a format 2 message (bits 7-5 = 010) is named as such.
     message = bytearray(fc.encode(np.arange(3), TABLES, 1))
-    for top in range(3):  # bits 7-6 other than 11
+    for top in range(2):  # bits 7-6 other than 1x
         message[0] = (message[0] & 0x3F) | (top << 6)
         match = "format version 2" if top == 1 and not message[0] & 0x20 else "unsupported format version"
         with pytest.raises(fc.DecodeError, match=match):
@@ -278,17 +278,17 @@ def test_flipped_escapes_bit_is_rejected():
     message: with or without checksum, for every lane count and chunking,
     with escapes and without."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0xC8, 0x01, 0xC2, 0xFF])
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0xC2, 0xFF])
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0xC0, 0x01, 0xC2, 0xFF]), t, [0])
-    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0xC0, 0x00, 0x01])  # state 256
+        fc.decode(bytes([0x80, 0x01, 0xC2, 0xFF]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x81, 0x00])  # state 256: 1 in the header, 00
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0xC8, 0x00, 0x01]), t, [0, 0])
+        fc.decode(bytes([0x89, 0x00]), t, [0, 0])
     # The escapes bit set and a zero-size escape stream in every chunk: the
     # encoder sets the bit only when some chunk has escapes.
-    assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0xC0, 0x00])
+    assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0x80, 0x00])
     with pytest.raises(fc.DecodeError, match="escapes"):
-        fc.decode(bytes([0xC8, 0x00, 0x00]), t, np.zeros(3, np.int32))
+        fc.decode(bytes([0x88, 0x00, 0x00]), t, np.zeros(3, np.int32))
     rng = np.random.default_rng(12)
     cases = [(1, fc.DEFAULT_CHUNK_SIZE), (5, fc.DEFAULT_CHUNK_SIZE), (300, fc.DEFAULT_CHUNK_SIZE), (300, 64),
              (2000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE), (70000, fc.DEFAULT_CHUNK_SIZE),
@@ -318,31 +318,34 @@ def test_decoder_rejects_non_canonical_messages():
     Worked out by hand for a single escaped value."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)  # freqs 128, 127, escape 1
     # v = 2, just above [0, 2): u = 0, e = 1, nb = 0: 6 zero bits, 2 bits of padding.
-    # Header c8 (escapes).  The lane codes the escape (start 255) from state 0:
+    # Compact header 88 (one chunk, one lane, escapes; lane 0's state bits above its tail 0).  The lane codes the escape (start 255) from state 0:
     # state 255, no start-up count (one lane), escape stream size 01, no
     # words, the 1-byte escape stream, then the state ff.
-    valid = bytes([0xC8, 0x01, 0x00, 0xFF])
+    valid = bytes([0x88, 0x01, 0x00, 0xFF])
     assert fc.encode([2], t, 0, checksum=False) == valid
     assert fc.decode(valid, t, [0]).tolist() == [2]
     variants = {
-        "padding bit set": bytes([0xC8, 0x01, 0x40, 0xFF]),
-        "escape stream one byte longer": bytes([0xC8, 0x02, 0x00, 0x00, 0xFF]),
-        "a byte between the size and the escape stream": bytes([0xC8, 0x01, 0x00, 0x00, 0xFF]),
-        "escape stream missing": bytes([0xC8, 0x01, 0xFF]),
-        "escape stream empty": bytes([0xC8, 0x00, 0xFF]),
-        "escape stream size missing": bytes([0xC8, 0xFF]),
-        "escape stream size larger than the chunk": bytes([0xC8, 0x05, 0x00, 0xFF]),
-        "escape stream size an overlong varint": bytes([0xC8, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
-        "escape stream size a padded varint": bytes([0xC8, 0x81, 0x00, 0x00, 0xFF]),
-        "an unread word before the escape stream": bytes([0xC8, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
-        "a zero word before the escape stream": bytes([0xC8, 0x01]) + bytes(5) + b"\xff",
+        "padding bit set": bytes([0x88, 0x01, 0x40, 0xFF]),
+        "escape stream one byte longer": bytes([0x88, 0x02, 0x00, 0x00, 0xFF]),
+        "a byte between the size and the escape stream": bytes([0x88, 0x01, 0x00, 0x00, 0xFF]),
+        "escape stream missing": bytes([0x88, 0x01, 0xFF]),
+        "escape stream empty": bytes([0x88, 0x00, 0xFF]),
+        "escape stream size missing": bytes([0x88, 0xFF]),
+        "escape stream size larger than the chunk": bytes([0x88, 0x05, 0x00, 0xFF]),
+        "escape stream size an overlong varint": bytes([0x88, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
+        "escape stream size a padded varint": bytes([0x88, 0x81, 0x00, 0x00, 0xFF]),
+        "an unread word before the escape stream": bytes([0x88, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
+        "a zero word before the escape stream": bytes([0x88, 0x01]) + bytes(5) + b"\xff",
         "a word after the escape stream": valid[:-1] + b"\x01\x00\x00\x00" + valid[-1:],
         "bytes appended": valid + b"\x01\x00\x00\x00",
         "the state padded": valid + b"\x00",
-        "state not back to 0": bytes([0xC8, 0x01, 0x00, 0xFE]),
-        "a start-up count for the single lane": bytes([0xC8, 0x01, 0x01, 0x00, 0xFF]),
-        "escapes bit clear": bytes([0xC0, 0x01, 0x00, 0xFF]),
-        "escapes bit clear, size dropped": bytes([0xC0, 0x00, 0xFF]),
+        "state not back to 0": bytes([0x88, 0x01, 0x00, 0xFE]),
+        "a start-up count for the single lane": bytes([0x88, 0x01, 0x01, 0x00, 0xFF]),
+        "escapes bit clear": bytes([0x80, 0x01, 0x00, 0xFF]),
+        "escapes bit clear, size dropped": bytes([0x80, 0x00, 0xFF]),
+        "the full header of one chunk and one lane": bytes([0xC8, 0x01, 0x00, 0xFF]),
+        "state bits in the header": bytes([0x89, 0x01, 0x00, 0xFF]),
+        "the state's tail padded under the header's bits": bytes([0x88, 0x01, 0x00, 0xFF, 0x00]),
         "two lanes claimed": bytes([0xC9, 0x01, 0x00, 0xFF]),
         "two lanes claimed, with a second state and counts": bytes([0xC9, 0x00, 0x02, 0x00, 0x01, 0x00, 0xFF]),
         "chunked claimed": bytes([0xCC, 0x04, 0x01, 0x00, 0xFF]),
@@ -409,7 +412,7 @@ def test_single_lane_message_with_an_appended_zero_word_is_rejected(checksum):
         elif isinstance(idx, int):
             idx = np.zeros(len(x), np.int32)
         message = fc.encode(x, t, idx, checksum=checksum, chunk_size=chunk_size)
-        assert message[0] & 3 == 0, name  # one lane
+        assert ref.parse_header(message[0])["lanes"] == 1, name
         np.testing.assert_array_equal(fc.decode(message, t, idx), x)
         try:
             fc.decode(message + bytes(4), t, idx)
@@ -684,7 +687,7 @@ def test_every_single_bit_flip_of_a_checksummed_message_is_a_decode_error():
     for name, t, x, idx, chunk_size in _flip_cases():
         for size in (4, 2, 1):
             message = fc.encode(x, t, idx, checksum=size, chunk_size=chunk_size)
-            assert message[0] >> 6 == 3 and (message[0] >> 4) & 3 == {1: 1, 2: 2, 4: 3}[size]
+            assert message[0] >> 6 in (2, 3) and (message[0] >> 4) & 3 == {1: 1, 2: 2, 4: 3}[size]
             np.testing.assert_array_equal(fc.decode(message, t, idx, checksum=size), x)
             accepted = []
             for bit in range(8 * len(message)):
