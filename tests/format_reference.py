@@ -12,12 +12,15 @@ Tables are used only through ``CdfTables.precision``, ``offsets``,
 from __future__ import annotations
 
 import struct
+from typing import Optional
 
 import numpy as np
 
 VERSION = 3
-VERSION_MARK = 0xC0  # header bits 7-6
+VERSION_MARK = 0xC0  # header bits 7-6: a full header
+COMPACT_MARK = 0x80  # header bits 7-6: a compact header (one chunk, one lane)
 ESCAPES_BIT = 0x08
+COMPACT_STATE_BITS = 3
 STATE_LOW = 1 << 31
 ESCAPE_LENGTH_BITS = 6
 MAX_ESCAPE_BITS = 33
@@ -68,10 +71,20 @@ def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> t
     raise FormatError("varint too long")
 
 
-def lanes_for(symbols_per_chunk: int) -> int:
-    """The lane count for a chunk of this many symbols (the header repeats it)."""
+def fast_lanes(symbols_per_chunk: int) -> int:
+    """The lane count for chunks of this many symbols, unless one lane is chosen."""
     n = symbols_per_chunk
     return 1 if n <= 16384 else 4 if n <= 65536 else 8
+
+
+def single_lane_limit(fast: int) -> int:
+    """One lane when every chunk's one-lane encoding is shorter than this."""
+    return 4096 * (fast - 1)
+
+
+def lane_margin(fast: int) -> int:
+    """A many-lane message with every chunk under limit + margin is checked by re-encoding."""
+    return 32 * fast
 
 
 CHECKSUM_CODES = {0: 0, 1: 1, 2: 2, 4: 3}
@@ -83,12 +96,22 @@ def header_byte(checksum_bytes: int, chunked: bool, lanes: int, escapes: bool = 
 
 
 def parse_header(b: int) -> dict:
-    """Bits 7-6 = 11 | 5-4 checksum size code | 3 escapes | 2 chunked | 1-0 log2(lanes)."""
+    """Full: bits 7-6 = 11 | 5-4 checksum size code | 3 escapes | 2 chunked | 1-0 log2(lanes).
+    Compact: bits 7-6 = 10 | 5-4 checksum size code | 3 escapes | 2-0 lane 0's
+    state above its tail bytes (a message of one chunk and one lane)."""
+    code = (b >> 4) & 3
+    if b & 0xC0 == COMPACT_MARK:
+        return dict(version=VERSION, compact=True, checksum=(0, 1, 2, 4)[code], escapes=bool(b & ESCAPES_BIT),
+                    chunked=False, lanes=1, high=b & ((1 << COMPACT_STATE_BITS) - 1))
     if b & 0xC0 != VERSION_MARK:
         raise FormatError("version 2 message" if b >> 5 == 2 else "not a format 3 message")
-    code = (b >> 4) & 3
-    return dict(version=VERSION, checksum=(0, 1, 2, 4)[code], escapes=bool(b & ESCAPES_BIT),
-                chunked=bool(b & 4), lanes=1 << (b & 3))
+    return dict(version=VERSION, compact=False, checksum=(0, 1, 2, 4)[code], escapes=bool(b & ESCAPES_BIT),
+                chunked=bool(b & 4), lanes=1 << (b & 3), high=None)
+
+
+def is_compact(n: int, chunked: bool, lanes: int) -> bool:
+    """Whether a message has the compact header: one chunk, one lane."""
+    return n > 0 and not chunked and lanes == 1
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -169,7 +192,9 @@ class EncodedChunk:
         self.states, self.startup, self.flushed = states, startup, flushed
         self.words, self.stream = words, stream
 
-    def to_bytes(self, escapes: bool) -> bytes:
+    def to_bytes(self, escapes: bool, compact: bool = False) -> bytes:
+        """The chunk's bytes; with ``compact``, lane 0's state above its tail
+        bytes is left out (``self.high``: it goes in the header)."""
         lanes = len(self.states)
         head = b"".join(varint(x) for x in self.states[1:])
         if lanes > 1:  # a single lane stores no start-up count
@@ -181,7 +206,11 @@ class EncodedChunk:
             raise AssertionError("escapes in a message without the escapes bit")
         x = self.states[0]
         assert x < STATE_LOW
-        tail = x.to_bytes(max(1, (x.bit_length() + 7) // 8), "little")
+        if compact:
+            t = max(1, -(-(x.bit_length() - COMPACT_STATE_BITS) // 8))
+            tail, self.high = (x & ((1 << (8 * t)) - 1)).to_bytes(t, "little"), x >> (8 * t)
+        else:
+            tail = x.to_bytes(max(1, (x.bit_length() + 7) // 8), "little")
         return head + self.words + self.stream + tail
 
 
@@ -215,7 +244,22 @@ def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int, 
     return EncodedChunk(state, startup, flushed, b"".join(reversed(words)), escape_stream(escapes[::-1]))
 
 
-def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool) -> tuple[list[int], int, bool]:
+def compact_message(chunk: bytes, escapes: bool) -> bytes:
+    """A one-lane chunk with a full header's tail (no checksum) as a stand-alone
+    message: the compact header and lane 0's state split between it and the tail."""
+    pos = 0
+    escape_size = 0
+    if escapes:
+        escape_size, pos = read_varint(chunk, 0)
+    tail = (len(chunk) - pos - escape_size - 1) % 4 + 1
+    x = int.from_bytes(chunk[len(chunk) - tail:], "little")
+    t = max(1, -(-(x.bit_length() - COMPACT_STATE_BITS) // 8))
+    header = COMPACT_MARK | (ESCAPES_BIT if escapes else 0) | x >> (8 * t)
+    return bytes([header]) + chunk[:len(chunk) - tail] + (x & ((1 << (8 * t)) - 1)).to_bytes(t, "little")
+
+
+def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool,
+                 high: Optional[int] = None) -> tuple[list[int], int, bool]:
     """Decodes one chunk of len(indexes) symbols with every check of docs/format.md.
 
     Returns the values, lane 0's final state and whether the chunk has escapes."""
@@ -251,9 +295,14 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
     words = data[pos:pos + n_words]
     stream = data[pos + n_words:pos + n_words + escape_size]
     tail_bytes = data[len(data) - tail:]
-    if tail > 1 and tail_bytes[-1] == 0:
-        raise FormatError("final state not in its shortest form")
     x0 = int.from_bytes(tail_bytes, "little")
+    if high is None:
+        if tail > 1 and tail_bytes[-1] == 0:
+            raise FormatError("final state not in its shortest form")
+    else:  # the compact header's bits above the tail bytes
+        x0 |= high << (8 * tail)
+        if tail > 1 and x0 >> (8 * tail - 8 + COMPACT_STATE_BITS) == 0:
+            raise FormatError("final state not in its shortest form")
     if x0 >= STATE_LOW:
         raise FormatError("final state >= 2^31")
     word_pos = 0
@@ -368,9 +417,12 @@ def checksum_bytes(checksum_on) -> int:
     return 4 if checksum_on is True else 0 if checksum_on is False else int(checksum_on)
 
 
-def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, context: bytes = b"") -> bytes:
+def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, context: bytes = b"",
+           lanes: Optional[int] = None) -> bytes:
     """The message for ``values`` (any shape, C order); ``indexes`` broadcast to it.
-    checksum_on: True (4 bytes), False, or a size of 1, 2 or 4 bytes."""
+    checksum_on: True (4 bytes), False, or a size of 1, 2 or 4 bytes.  ``lanes``
+    forces a lane count instead of the encoder's choice (for tests of the
+    decoder's check: such a message need not be canonical)."""
     size = checksum_bytes(checksum_on)
     values = np.asarray(values)
     idx = [int(i) for i in np.broadcast_to(np.asarray(indexes), values.shape).ravel()]
@@ -380,15 +432,29 @@ def encode(values, tables, indexes, checksum_on=True, chunk_size: int = 2**19, c
     chunk_bits = chunk_size.bit_length() - 1
     assert chunk_size == 1 << chunk_bits and 4 <= chunk_bits <= 30
     n_chunks = -(-n // chunk_size)
-    lanes = lanes_for(min(n, chunk_size))
     chunked = n_chunks > 1
-    header = header_byte(size, chunked, lanes)
-    check = checksum(vals, chunk_size, header, chunk_bits if chunked else 0, context, size) if size else 0
-    parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes, check if b == 0 else 0)
-             for b in range(0, n, chunk_size)]
-    escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
-    chunks = [p.to_bytes(escapes) for p in parts]
-    out = bytearray([header | (ESCAPES_BIT if escapes else 0)])
+    fast = fast_lanes(min(n, chunk_size))
+
+    def code(lanes):
+        header = header_byte(size, chunked, lanes)
+        check = checksum(vals, chunk_size, header, chunk_bits if chunked else 0, context, size) if size else 0
+        compact = is_compact(n, chunked, lanes)
+        parts = [encode_chunk(vals[b:b + chunk_size], idx[b:b + chunk_size], rows, lanes, check if b == 0 else 0)
+                 for b in range(0, n, chunk_size)]
+        escapes = any(p.stream for p in parts)  # the escapes bit: any chunk has an escape
+        chunks = [p.to_bytes(escapes, compact) for p in parts]
+        if compact:  # the full header's checksum size and escapes bits, and lane 0's state bits
+            header = COMPACT_MARK | header & 0x30 | parts[0].high
+        if escapes:
+            header |= ESCAPES_BIT
+        return header, check, escapes, chunks
+
+    header, check, escapes, chunks = code(lanes or fast)
+    if lanes is None and fast > 1 and all(len(c) < single_lane_limit(fast) + lane_margin(fast) for c in chunks):
+        single = code(1)
+        if all(len(c) < single_lane_limit(fast) for c in single[3]):
+            header, check, escapes, chunks = single
+    out = bytearray([header])
     if chunked:
         out.append(chunk_bits)
         for c in chunks[:-1]:
@@ -410,10 +476,13 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
     if not data:
         raise FormatError("empty message")
     h = parse_header(data[0])
+
     if h["checksum"] < min_checksum:
         raise FormatError("checksum shorter than required")
     if context and not h["checksum"]:
         raise FormatError("a context, and no checksum to verify it")
+    if h["compact"] and n == 0:
+        raise FormatError("a compact header for an empty shape")
     pos = 1
     chunk_size = max(n, 1)
     chunk_bits = 0
@@ -426,10 +495,13 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
             raise FormatError("chunk_bits out of range")
         chunk_size = 1 << chunk_bits
     n_chunks = -(-n // chunk_size)
-    if h["lanes"] != lanes_for(min(n, chunk_size)):
+    fast = fast_lanes(min(n, chunk_size))
+    if h["lanes"] not in (1, fast):
         raise FormatError("lane count is not the encoder's for this symbol count")
     if h["chunked"] and n_chunks < 2:
         raise FormatError("chunked message for a single chunk")
+    if not h["compact"] and is_compact(n, h["chunked"], h["lanes"]):
+        raise FormatError("a full header where the compact one belongs")
     lengths = []
     for _ in range(max(n_chunks - 1, 0)):
         length, pos = read_varint(data, pos)
@@ -446,12 +518,14 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
         if sum(lengths) >= remaining:
             raise FormatError("chunks shorter than listed")
         lengths.append(remaining - sum(lengths))
+    if h["lanes"] < fast and not all(length < single_lane_limit(fast) for length in lengths):
+        raise FormatError("one lane for a chunk this long")
     out = []
     any_escapes = False
     for c, length in enumerate(lengths):
         begin = c * chunk_size
         values, lane0_end, chunk_escapes = decode_chunk(data[pos:pos + length], idx[begin:begin + chunk_size],
-                                                        rows, h["lanes"], h["escapes"])
+                                                        rows, h["lanes"], h["escapes"], h["high"] if c == 0 else None)
         out += values
         any_escapes |= chunk_escapes
         if c == 0:
@@ -461,7 +535,15 @@ def decode(data: bytes, tables, indexes, shape=None, context: bytes = b"", min_c
         pos += length
     if h["escapes"] and not any_escapes:
         raise FormatError("escapes bit set, and no chunk has escapes")
-    expected = checksum(out, chunk_size, data[0], chunk_bits, context, h["checksum"]) if h["checksum"] else 0
+    full = header_byte(h["checksum"], h["chunked"], h["lanes"])  # the seed's, also for a compact header
+    expected = checksum(out, chunk_size, full, chunk_bits, context, h["checksum"]) if h["checksum"] else 0
     if stored != expected:
         raise FormatError("checksum mismatch" if h["checksum"] else "lane 0 does not end at state 0")
+    if h["lanes"] > 1 and all(length < single_lane_limit(fast) + lane_margin(fast) for length in lengths):
+        single = header_byte(h["checksum"], h["chunked"], 1)
+        check = checksum(out, chunk_size, single, chunk_bits, context, h["checksum"]) if h["checksum"] else 0
+        compact = is_compact(n, h["chunked"], 1)
+        if all(len(encode_chunk(out[b:b + chunk_size], idx[b:b + chunk_size], rows, 1, check if b == 0 else 0)
+                   .to_bytes(h["escapes"], compact)) < single_lane_limit(fast) for b in range(0, n, chunk_size)):
+            raise FormatError("several lanes where the encoder uses one")
     return np.array(out, dtype=np.int64).reshape(shape)

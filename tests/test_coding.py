@@ -36,8 +36,9 @@ def header(message: bytes) -> dict:
     return ref.parse_header(message[0])
 
 
-def expected_lanes(n: int, chunk_size: int) -> int:
-    return ref.lanes_for(min(n, chunk_size))
+def allowed_lanes(n: int, chunk_size: int) -> tuple:
+    """The chunk size's lane count, or one (chosen by the chunks' sizes)."""
+    return (1, ref.fast_lanes(min(n, chunk_size)))
 
 
 def has_escape(tables, x, full) -> bool:
@@ -52,8 +53,9 @@ def check_header(message: bytes, n: int, chunk_size: int, checksum: bool, escape
     assert h["version"] == fc.FORMAT_VERSION
     assert h["escapes"] == escapes, "header bit 3 (escapes) must be set exactly when a value is escaped"
     assert h["checksum"] == ref.checksum_bytes(checksum)
+    assert h["compact"] == (n > 0 and not h["chunked"] and h["lanes"] == 1)
     assert h["chunked"] == (n > chunk_size)
-    assert h["lanes"] == expected_lanes(n, chunk_size)
+    assert h["lanes"] in allowed_lanes(n, chunk_size)
     if h["chunked"]:
         assert message[1] == chunk_size.bit_length() - 1
 
@@ -344,20 +346,22 @@ GOLDEN_SYMBOLS = np.array([0, 1, -1, 2, -3, 0, 5, -40, 100, 2**31 - 1, -(2**31),
                           dtype=np.int32)
 GOLDEN_INDEXES = np.tile(np.arange(3, dtype=np.int32), 14)[:40]
 GOLDEN_MESSAGES = {
-    # Header f8: format 3, 4-byte checksum, escapes, 1 lane; the escape
-    # stream's size 1a (26 bytes); 9 words (the first lane 0's flush word);
-    # the stream, forward; lane 0's state 0b06 (2 bytes: the length leaves
-    # 2).  The checksum is lane 0's initial state: no bytes of its own.
-    (True, fc.DEFAULT_CHUNK_SIZE): "f81a5523f399cf4b490576ffffdfff7f0f99830029b926e03f6df51edebaffffff1f26bf0a39471c"
+    # Compact header b8: format 3, one chunk and one lane, 4-byte checksum,
+    # escapes, lane 0's state bits above its tail 0; the escape stream's
+    # size 1a (26 bytes); 9 words (the first lane 0's flush word); the
+    # stream, forward; lane 0's state 0b06 (2 bytes: the length leaves 2).
+    # The checksum is lane 0's initial state: no bytes of its own.
+    (True, fc.DEFAULT_CHUNK_SIZE): "b81a5523f399cf4b490576ffffdfff7f0f99830029b926e03f6df51edebaffffff1f26bf0a39471c"
                                    "99b7c1c27ef7ffffffcffcffff6f2847ebdbf4ffff7ffaffff7f2200060b",
     # Header cc: no checksum, escapes, chunked, 1 lane; chunk_bits 04;
     # directory 1c (28 bytes), 20 (32 bytes); each chunk: escape stream size,
     # words, stream, lane 0's state.
     (False, 16): "cc041c200c866dcf37ffffff4f733f4992c1c27ef7ffffffcffcffff0f005f2b0dec7729323409170a02400148ffffffff86"
                  "72b4be4dffffffa7ffffff07e501021420a3904400575425",
-    # Header e8: a 2-byte checksum, escapes, one chunk of at most 64.
-    (2, 64): "e81a641dc48effbfdcffffffffffaaa45317ac85d0973461a4b4ffffff2fffffdf6f39e9bc55c1c27ef7ffffffcffcffff6f2847"
-             "ebdbf4ffff7ffaffff7f2200c87cca04",
+    # Compact header ac: a 2-byte checksum, escapes, one chunk of at most 64,
+    # lane 0's state bits 100 above its tail c87cca (the state 0x04ca7cc8).
+    (2, 64): "ac1a641dc48effbfdcffffffffffaaa45317ac85d0973461a4b4ffffff2fffffdf6f39e9bc55c1c27ef7ffffffcffcffff6f2847"
+             "ebdbf4ffff7ffaffff7f2200c87cca",
 }
 GOLDEN_TABLES_ARGS = dict(scales=[0.7, 3.0, 40.0], precision=14, tail_mass=1e-5)
 
@@ -392,7 +396,7 @@ def golden_lane_symbols(n: int):
 # Multi-lane messages, pinned by length and SHA-256 (the bytes are long).
 GOLDEN_LANE_MESSAGES = {
     # n, chunk_size: header, length, sha256[:32]
-    (3000, fc.DEFAULT_CHUNK_SIZE): (0xF8, 4646, "236326b03ef47d100384095ebc79635b"),  # 1 lane
+    (3000, fc.DEFAULT_CHUNK_SIZE): (0xB8, 4646, "b314d575f698f98869a4746e92ea696d"),  # 1 lane, compact header
     (20000, 16384): (0xFC, 30837, "fe940d24814ff6b25db75a2c90363fa6"),  # 1 lane, 2 chunks
     (40000, fc.DEFAULT_CHUNK_SIZE): (0xFA, 61607, "6f72340b4e412180a34d0a1a58ce7503"),  # 4 lanes
     (70001, fc.DEFAULT_CHUNK_SIZE): (0xFB, 107827, "e887585435888816f56741d109452365"),  # 8 lanes, odd n
@@ -416,28 +420,31 @@ def test_message_layout_by_hand():
     """Messages worked out by hand from docs/format.md."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
     assert t.freqs(0).tolist() == [128, 127, 1]  # cdf 0, 128, 255, 256
-    # Values at the offset (start 0) keep the single lane at state 0: header
-    # c0 (format 3, no checksum, no escapes, 1 lane), lane 0's state 00 (one
+    # Values at the offset (start 0) keep the single lane at state 0: the
+    # compact header 80 (format 3, one chunk and one lane, no checksum, no
+    # escapes, lane 0's state bits above its tail 0), lane 0's state 00 (one
     # byte: the chunk's length leaves 1); a single lane stores no start-up count.
-    assert fc.encode(np.zeros(100, np.int32), t, 0, checksum=False) == bytes([0xC0, 0x00])
+    assert fc.encode(np.zeros(100, np.int32), t, 0, checksum=False) == bytes([0x80, 0x00])
     # One escape: v = 5 above [0, 2): u = 6, e = 7, nb = 2.  The lane codes the
     # escape symbol (start 255) from state 0: final state 255 (below 2^31: no
-    # flush).  Header c8 (escapes); the escape stream's size 01; no words; the
+    # flush).  Header 88 (compact, escapes; 255 < 2^11 fits the tail byte and
+    # the header's 3 state bits, which are 0); the escape stream's size 01; no words; the
     # stream: nb = 2 in 6 bits then e's 2 low bits (11), LSB first; then the
     # state, ff: of the 2 bytes after the size, 1 is the stream, so the state
     # has 1 (2 - 1 = 1 modulo 4).
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0xC8, 0x01, 0b11000010, 0xFF])
-    assert fc.decode(bytes([0xC8, 0x01, 0b11000010, 0xFF]), t, [0]).tolist() == [5]
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0b11000010, 0xFF])
+    assert fc.decode(bytes([0x88, 0x01, 0b11000010, 0xFF]), t, [0]).tolist() == [5]
     # The same below the support: v = -3: u = 2 * (0 - 1 + 3) + 1 = 5, e = 6 = 0b110, nb = 2, low bits 10.
-    assert fc.encode([-3], t, 0, checksum=False) == bytes([0xC8, 0x01, 0b10000010, 0xFF])
+    assert fc.encode([-3], t, 0, checksum=False) == bytes([0x88, 0x01, 0b10000010, 0xFF])
     # Two escapes, [5, -3]: coded backwards from state 0, 0 -> 255 -> 255 * 256 + 255
-    # = 65535 = ff ff (little-endian); escape stream size 02; the stream in
+    # = 65535 = ff ff (little-endian: 2 bytes, as 65535 >= 2^11, and the
+    # header's bits 0); escape stream size 02; the stream in
     # decoding order is c2 82 (5's entry, then -3's), stored forward.
-    two = bytes([0xC8, 0x02, 0xC2, 0x82, 0xFF, 0xFF])
+    two = bytes([0x88, 0x02, 0xC2, 0x82, 0xFF, 0xFF])
     assert fc.encode([5, -3], t, 0, checksum=False) == two
     assert fc.decode(two, t, np.zeros(2, np.int32)).tolist() == [5, -3]
     # Reversed, the stream reads -3's entry first.
-    assert fc.decode(bytes([0xC8, 0x02, 0x82, 0xC2, 0xFF, 0xFF]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
+    assert fc.decode(bytes([0x88, 0x02, 0x82, 0xC2, 0xFF, 0xFF]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
     # Words.  Eight escapes (f = 1, start 255): backwards from 0 the state
     # goes 256^k - 1, k = 1..7.  Before the 8th symbol coded (j = 0), 2^56 - 1
     # >= f * 2^(63 - 8) emits its low word ff ff ff ff and leaves 2^24 - 1, and
@@ -450,7 +457,7 @@ def test_message_layout_by_hand():
     # at bits 50-51: bit 51): c2 00 00 00 00 20 08, 52 bits and 4 zero
     # padding bits: size 07; lane 0's state 00 at the end.
     x = [5, 2, 2, 2, 2, 2, 2, -3]
-    eight = bytes.fromhex("c8" "07" "ffffffff" "ffffffff" "c200000000 2008" "00")
+    eight = bytes.fromhex("88" "07" "ffffffff" "ffffffff" "c200000000 2008" "00")
     assert fc.encode(x, t, 0, checksum=False) == eight
     assert fc.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
     assert ref.encode(x, t, 0, False) == eight and ref.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
@@ -458,12 +465,20 @@ def test_message_layout_by_hand():
     # (no start-up count, no escape stream size).
     x = np.tile([1, 0, 0, 1], 40)
     message = fc.encode(x, t, 0, checksum=False)
-    assert message[0] == 0xC0 and len(message) > 5
-    # With a 1-byte checksum c: header d8, and lane 0 starts at c instead of
-    # 0: 0 -> c -> 256 c + 255 -> 65536 c + 65535, stored as ff ff c.
+    assert message[0] & 0xF8 == 0x80 and len(message) > 5
+    # With a 1-byte checksum c (seeded with the full header d0 of a 1-byte
+    # checksum): header 98 | state bits, and lane 0 starts at c instead of 0:
+    # 0 -> c -> 256 c + 255 -> x = 65536 c + 65535, stored as the fewest
+    # bytes (2 or 3) whose 8 t + 3 bits hold x, the bits above in the header.
     c = ref.checksum([5, -3], fc.DEFAULT_CHUNK_SIZE, header=0xD0, size=1)
-    assert fc.encode([5, -3], t, 0, checksum=1) == bytes([0xD8, 0x02, 0xC2, 0x82, 0xFF, 0xFF, c])
-    assert ref.decode(bytes([0xD8, 0x02, 0xC2, 0x82, 0xFF, 0xFF, c]), t, np.zeros(2, np.int32)).tolist() == [5, -3]
+    x = 65536 * c + 65535
+    tail = 2 if x < 1 << 19 else 3
+    with_checksum = bytes([0x98 | x >> (8 * tail), 0x02, 0xC2, 0x82]) + (x % (1 << 8 * tail)).to_bytes(tail, "little")
+    assert fc.encode([5, -3], t, 0, checksum=1) == with_checksum
+    assert ref.decode(with_checksum, t, np.zeros(2, np.int32)).tolist() == [5, -3]
+    # A full header where the compact one belongs is refused.
+    with pytest.raises(fc.DecodeError, match="compact"):
+        fc.decode(bytes([0xC8, 0x02, 0xC2, 0x82, 0xFF, 0xFF]), t, np.zeros(2, np.int32))
 
 
 def test_escape_stream_ends_the_chunk_forward():
@@ -602,7 +617,8 @@ def test_checksum_and_directory_follow_the_spec(n, chunk_size):
             length, pos = ref.read_varint(message, pos)
             lengths.append(length)
     chunk_bits = chunk_size.bit_length() - 1 if h["chunked"] else 0
-    expected_checksum = ref.checksum(x, chunk_size, message[0], chunk_bits)
+    full = ref.header_byte(4, h["chunked"], h["lanes"])  # the seed's, also for a compact header
+    expected_checksum = ref.checksum(x, chunk_size, full, chunk_bits)
     if n == 0:  # no chunk: the checksum follows the header
         assert message[pos:] == expected_checksum.to_bytes(4, "little")
         return
@@ -615,12 +631,14 @@ def test_checksum_and_directory_follow_the_spec(n, chunk_size):
     for c, length in enumerate(lengths + [len(message) - pos - sum(lengths)]):
         begin, end = c * chunk_size, min(n, (c + 1) * chunk_size)
         chunk = message[pos:pos + length]
-        values, lane0_end, _ = ref.decode_chunk(chunk, idx[begin:end].tolist(), rows, h["lanes"], h["escapes"])
+        values, lane0_end, _ = ref.decode_chunk(chunk, idx[begin:end].tolist(), rows, h["lanes"], h["escapes"],
+                                                h["high"] if c == 0 else None)
         assert values == x[begin:end].tolist()
         assert lane0_end == (expected_checksum if c == 0 else 0)
         if c > 0 and h["escapes"] == has_escape(t, x[begin:end], idx[begin:end]):
             # Without a checksum, a later chunk is a stand-alone message.
-            part = bytes([message[0] & ~0x34 & ~0x04]) + chunk
+            part = (ref.compact_message(chunk, h["escapes"]) if h["lanes"] == 1
+                    else bytes([message[0] & ~0x34 & ~0x04]) + chunk)
             assert fc.decode(part, t, idx[begin:end]).tolist() == x[begin:end].tolist()
         pos += length
 
@@ -780,7 +798,8 @@ def test_single_lane_overhead_within_the_documented_bound():
     # the state is below 2^31; a likely symbol with a nonzero start keeps the
     # state low for long: 300 of them, no escapes, cost 6.28 bytes over their
     # information.  A single lane now stores no count, and (format 3) its
-    # state without varint padding: 3.28 bytes (9 bytes in all).  With escapes (bound 9): one escape in front, and the escape
+    # state without varint padding, its top bits in the compact header:
+    # 2.28 bytes (8 bytes in all).  With escapes (bound 9): one escape in front, and the escape
     # stream's padding on top of the varint padding and start-up slack.
     cases = [
         (fc.CdfTables.from_pmf(np.array([[0.1, 0.9]]), [0], precision=12), [1] * 300, False),
@@ -799,7 +818,7 @@ def test_single_lane_overhead_within_the_documented_bound():
     assert not failures, "; ".join(failures)
     t, x, _ = cases[0]
     bare = fc.encode(x, t, 0, checksum=False)
-    assert len(bare) == 9 and len(bare) - fc.information_content(x, t, 0) / 8 == pytest.approx(3.28, abs=0.01)
+    assert len(bare) == 8 and len(bare) - fc.information_content(x, t, 0) / 8 == pytest.approx(2.28, abs=0.01)
 
 
 def test_start_up_is_free_at_state_zero():
@@ -808,14 +827,14 @@ def test_start_up_is_free_at_state_zero():
     # start-up count (all 1000 symbols were coded below 2^31, no words).
     t = fc.CdfTables.from_pmf(np.array([[0.9, 0.1]]), [3], precision=8)
     x = np.full(1000, 3)
-    assert fc.encode(x, t, 0, checksum=False) == bytes([0xC0, 0x00])
+    assert fc.encode(x, t, 0, checksum=False) == bytes([0x80, 0x00])
     assert fc.information_content(x, t, 0) > 100
-    np.testing.assert_array_equal(fc.decode(bytes([0xC0, 0x00]), t, np.zeros(1000, np.int32)), x)
+    np.testing.assert_array_equal(fc.decode(bytes([0x80, 0x00]), t, np.zeros(1000, np.int32)), x)
     # Anything after the state is rejected: an old-style start-up count, or
     # a word read at state 0 (< 2^15, a read no encoder makes).
     for extra in (ref.varint(1000), ref.varint(0), bytes(4), b"\x01\x00\x00\x00", bytes(8)):
         with pytest.raises(fc.DecodeError):
-            fc.decode(bytes([0xC0, 0x00]) + extra, t, np.zeros(1000, np.int32))
+            fc.decode(bytes([0x80, 0x00]) + extra, t, np.zeros(1000, np.int32))
 
 
 @pytest.mark.parametrize("n, chunk_size", [(1024, fc.DEFAULT_CHUNK_SIZE), (5000, fc.DEFAULT_CHUNK_SIZE),
@@ -835,7 +854,7 @@ def test_message_size_bounds(n, chunk_size):
         # The checksum lengthens chunk 0 (and maybe its directory entry).
         assert len(bare) <= len(fc.encode(x, tables, full, chunk_size=chunk_size)) <= len(bare) + 5 + (n > chunk_size)
         bits = fc.information_content(x, tables, full)
-        lanes = expected_lanes(n, chunk_size)
+        lanes = header(bare)["lanes"]
         chunks = -(-n // chunk_size)
         free = free_tail_bits(tables, x, full, lanes, chunk_size)
         assert 8 * len(bare) >= bits - free - chunks * lanes * START_UP_BITS, (len(bare), bits / 8)

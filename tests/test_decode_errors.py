@@ -225,7 +225,8 @@ def test_wrong_symbol_count_across_lane_thresholds(n, other):
     with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
         fc.decode(message, TABLES, 1, shape=(other,))
     bare = fc.encode(x, TABLES, 1, checksum=False, chunk_size=chunk_size)
-    if ref.lanes_for(min(n, chunk_size)) != ref.lanes_for(min(other, chunk_size)) or (n > chunk_size) != (other > chunk_size):
+    lanes = ref.parse_header(bare[0])["lanes"]
+    if lanes not in (1, ref.fast_lanes(min(other, chunk_size))) or (n > chunk_size) != (other > chunk_size):
         with pytest.raises(fc.DecodeError, match="does not match these tables, indexes or shape"):
             fc.decode(bare, TABLES, 1, shape=(other,))
 
@@ -258,10 +259,10 @@ def test_empty_messages():
 
 
 def test_unknown_format_version():
-    # Format 3 sets header bits 7-6; a format 2 message (bits 7-5 = 010) is
-    # named as such.
+    # Format 3 sets header bit 7 (bits 7-6 = 11 a full header, 10 a compact
+    # one); a format 2 message (bits 7-5 = 010) is named as such.
     message = bytearray(fc.encode(np.arange(3), TABLES, 1))
-    for top in range(3):  # bits 7-6 other than 11
+    for top in range(2):  # bits 7-6 other than 1x
         message[0] = (message[0] & 0x3F) | (top << 6)
         match = "format version 2" if top == 1 and not message[0] & 0x20 else "unsupported format version"
         with pytest.raises(fc.DecodeError, match=match):
@@ -277,17 +278,17 @@ def test_flipped_escapes_bit_is_rejected():
     message: with or without checksum, for every lane count and chunking,
     with escapes and without."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0xC8, 0x01, 0xC2, 0xFF])
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0xC2, 0xFF])
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0xC0, 0x01, 0xC2, 0xFF]), t, [0])
-    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0xC0, 0x00, 0x01])  # state 256
+        fc.decode(bytes([0x80, 0x01, 0xC2, 0xFF]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x81, 0x00])  # state 256: 1 in the header, 00
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0xC8, 0x00, 0x01]), t, [0, 0])
+        fc.decode(bytes([0x89, 0x00]), t, [0, 0])
     # The escapes bit set and a zero-size escape stream in every chunk: the
     # encoder sets the bit only when some chunk has escapes.
-    assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0xC0, 0x00])
+    assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0x80, 0x00])
     with pytest.raises(fc.DecodeError, match="escapes"):
-        fc.decode(bytes([0xC8, 0x00, 0x00]), t, np.zeros(3, np.int32))
+        fc.decode(bytes([0x88, 0x00, 0x00]), t, np.zeros(3, np.int32))
     rng = np.random.default_rng(12)
     cases = [(1, fc.DEFAULT_CHUNK_SIZE), (5, fc.DEFAULT_CHUNK_SIZE), (300, fc.DEFAULT_CHUNK_SIZE), (300, 64),
              (2000, fc.DEFAULT_CHUNK_SIZE), (20000, fc.DEFAULT_CHUNK_SIZE), (70000, fc.DEFAULT_CHUNK_SIZE),
@@ -317,31 +318,34 @@ def test_decoder_rejects_non_canonical_messages():
     Worked out by hand for a single escaped value."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)  # freqs 128, 127, escape 1
     # v = 2, just above [0, 2): u = 0, e = 1, nb = 0: 6 zero bits, 2 bits of padding.
-    # Header c8 (escapes).  The lane codes the escape (start 255) from state 0:
+    # Compact header 88 (one chunk, one lane, escapes; lane 0's state bits above its tail 0).  The lane codes the escape (start 255) from state 0:
     # state 255, no start-up count (one lane), escape stream size 01, no
     # words, the 1-byte escape stream, then the state ff.
-    valid = bytes([0xC8, 0x01, 0x00, 0xFF])
+    valid = bytes([0x88, 0x01, 0x00, 0xFF])
     assert fc.encode([2], t, 0, checksum=False) == valid
     assert fc.decode(valid, t, [0]).tolist() == [2]
     variants = {
-        "padding bit set": bytes([0xC8, 0x01, 0x40, 0xFF]),
-        "escape stream one byte longer": bytes([0xC8, 0x02, 0x00, 0x00, 0xFF]),
-        "a byte between the size and the escape stream": bytes([0xC8, 0x01, 0x00, 0x00, 0xFF]),
-        "escape stream missing": bytes([0xC8, 0x01, 0xFF]),
-        "escape stream empty": bytes([0xC8, 0x00, 0xFF]),
-        "escape stream size missing": bytes([0xC8, 0xFF]),
-        "escape stream size larger than the chunk": bytes([0xC8, 0x05, 0x00, 0xFF]),
-        "escape stream size an overlong varint": bytes([0xC8, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
-        "escape stream size a padded varint": bytes([0xC8, 0x81, 0x00, 0x00, 0xFF]),
-        "an unread word before the escape stream": bytes([0xC8, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
-        "a zero word before the escape stream": bytes([0xC8, 0x01]) + bytes(5) + b"\xff",
+        "padding bit set": bytes([0x88, 0x01, 0x40, 0xFF]),
+        "escape stream one byte longer": bytes([0x88, 0x02, 0x00, 0x00, 0xFF]),
+        "a byte between the size and the escape stream": bytes([0x88, 0x01, 0x00, 0x00, 0xFF]),
+        "escape stream missing": bytes([0x88, 0x01, 0xFF]),
+        "escape stream empty": bytes([0x88, 0x00, 0xFF]),
+        "escape stream size missing": bytes([0x88, 0xFF]),
+        "escape stream size larger than the chunk": bytes([0x88, 0x05, 0x00, 0xFF]),
+        "escape stream size an overlong varint": bytes([0x88, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
+        "escape stream size a padded varint": bytes([0x88, 0x81, 0x00, 0x00, 0xFF]),
+        "an unread word before the escape stream": bytes([0x88, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
+        "a zero word before the escape stream": bytes([0x88, 0x01]) + bytes(5) + b"\xff",
         "a word after the escape stream": valid[:-1] + b"\x01\x00\x00\x00" + valid[-1:],
         "bytes appended": valid + b"\x01\x00\x00\x00",
         "the state padded": valid + b"\x00",
-        "state not back to 0": bytes([0xC8, 0x01, 0x00, 0xFE]),
-        "a start-up count for the single lane": bytes([0xC8, 0x01, 0x01, 0x00, 0xFF]),
-        "escapes bit clear": bytes([0xC0, 0x01, 0x00, 0xFF]),
-        "escapes bit clear, size dropped": bytes([0xC0, 0x00, 0xFF]),
+        "state not back to 0": bytes([0x88, 0x01, 0x00, 0xFE]),
+        "a start-up count for the single lane": bytes([0x88, 0x01, 0x01, 0x00, 0xFF]),
+        "escapes bit clear": bytes([0x80, 0x01, 0x00, 0xFF]),
+        "escapes bit clear, size dropped": bytes([0x80, 0x00, 0xFF]),
+        "the full header of one chunk and one lane": bytes([0xC8, 0x01, 0x00, 0xFF]),
+        "state bits in the header": bytes([0x89, 0x01, 0x00, 0xFF]),
+        "the state's tail padded under the header's bits": bytes([0x88, 0x01, 0x00, 0xFF, 0x00]),
         "two lanes claimed": bytes([0xC9, 0x01, 0x00, 0xFF]),
         "two lanes claimed, with a second state and counts": bytes([0xC9, 0x00, 0x02, 0x00, 0x01, 0x00, 0xFF]),
         "chunked claimed": bytes([0xCC, 0x04, 0x01, 0x00, 0xFF]),
@@ -408,7 +412,7 @@ def test_single_lane_message_with_an_appended_zero_word_is_rejected(checksum):
         elif isinstance(idx, int):
             idx = np.zeros(len(x), np.int32)
         message = fc.encode(x, t, idx, checksum=checksum, chunk_size=chunk_size)
-        assert message[0] & 3 == 0, name  # one lane
+        assert ref.parse_header(message[0])["lanes"] == 1, name
         np.testing.assert_array_equal(fc.decode(message, t, idx), x)
         try:
             fc.decode(message + bytes(4), t, idx)
@@ -683,7 +687,7 @@ def test_every_single_bit_flip_of_a_checksummed_message_is_a_decode_error():
     for name, t, x, idx, chunk_size in _flip_cases():
         for size in (4, 2, 1):
             message = fc.encode(x, t, idx, checksum=size, chunk_size=chunk_size)
-            assert message[0] >> 6 == 3 and (message[0] >> 4) & 3 == {1: 1, 2: 2, 4: 3}[size]
+            assert message[0] >> 6 in (2, 3) and (message[0] >> 4) & 3 == {1: 1, 2: 2, 4: 3}[size]
             np.testing.assert_array_equal(fc.decode(message, t, idx, checksum=size), x)
             accepted = []
             for bit in range(8 * len(message)):
@@ -883,3 +887,82 @@ def test_bad_arguments_name_themselves(call):
     with pytest.raises((ValueError, TypeError)) as info:
         call()
     assert "incompatible function arguments" not in str(info.value)
+
+
+# --- the lane count: the encoder's choice, checked by the decoder ---------------------------
+
+LANE_TABLES = fc.CdfTables.gaussian([0.3, 2.0, 30.0], precision=14)
+
+
+def _lane_case(n: int, table: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0, (0.3, 2.0, 30.0)[table], n)).astype(np.int32)
+
+
+@pytest.mark.parametrize("checksum", [False, 2])
+def test_one_lane_for_a_short_many_lane_chunk(checksum):
+    """A compressible chunk of 49152 symbols would take 4 lanes by its size;
+    one lane makes it shorter, and the encoder records one."""
+    x = _lane_case(49152, 0)
+    message = fc.encode(x, LANE_TABLES, 0, checksum=checksum)
+    assert ref.parse_header(message[0])["lanes"] == 1
+    assert message == ref.encode(x, LANE_TABLES, 0, checksum)
+    forced = ref.encode(x, LANE_TABLES, 0, checksum, lanes=4)
+    assert len(message) + 6 <= len(forced)
+    np.testing.assert_array_equal(fc.decode(message, LANE_TABLES, np.zeros(x.shape, np.int32)), x)
+    # The same values with the chunk size's 4 lanes: decodable, but not what an encoder writes.
+    with pytest.raises(fc.DecodeError, match="several lanes where the encoder uses one"):
+        fc.decode(forced, LANE_TABLES, np.zeros(x.shape, np.int32))
+    with pytest.raises(ref.FormatError, match="several lanes"):
+        ref.decode(forced, LANE_TABLES, np.zeros(x.shape, np.int32))
+
+
+@pytest.mark.parametrize("checksum", [False, 4])
+def test_many_lanes_for_a_long_chunk(checksum):
+    x = _lane_case(20000, 2)
+    message = fc.encode(x, LANE_TABLES, 2, checksum=checksum)
+    assert ref.parse_header(message[0])["lanes"] == 4
+    forced = ref.encode(x, LANE_TABLES, 2, checksum, lanes=1)
+    assert len(forced) - 1 >= ref.single_lane_limit(4)
+    with pytest.raises(fc.DecodeError, match="one lane for a chunk this long"):
+        fc.decode(forced, LANE_TABLES, np.full(x.shape, 2, np.int32))
+    with pytest.raises(ref.FormatError, match="one lane"):
+        ref.decode(forced, LANE_TABLES, np.full(x.shape, 2, np.int32))
+
+
+def test_lane_choice_at_the_limit():
+    """Chunks whose one-lane size is just under or over the limit (where the
+    decoder re-encodes to check a many-lane message): the library, the format
+    model and each other's decoders agree, and only the encoder's choice decodes."""
+    n = 20000
+    rng = np.random.default_rng(5)
+    base = _lane_case(n, 2, seed=5)
+    limit = ref.single_lane_limit(4)
+    seen = set()
+    order = rng.permutation(n)
+
+    def case(k):  # k values of the wide row, the others zeros of the narrow one
+        x, indexes = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        x[order[:k]], indexes[order[:k]] = base[order[:k]], 2
+        return x, indexes
+
+    lo, hi = 0, n  # bisect k for a one-lane size at the limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if len(fc.encode(case(mid)[0], LANE_TABLES, case(mid)[1], checksum=False)) - 1 < limit:
+            lo = mid
+        else:
+            hi = mid
+    for k in (lo - 3, lo, hi, hi + 3):
+        x, indexes = case(k)
+        for checksum in (False, 1):
+            message = fc.encode(x, LANE_TABLES, indexes, checksum=checksum)
+            lanes = ref.parse_header(message[0])["lanes"]
+            seen.add(lanes)
+            assert message == ref.encode(x, LANE_TABLES, indexes, checksum)
+            np.testing.assert_array_equal(ref.decode(message, LANE_TABLES, indexes), x)
+            np.testing.assert_array_equal(fc.decode(message, LANE_TABLES, indexes), x)
+            other = ref.encode(x, LANE_TABLES, indexes, checksum, lanes=5 - lanes)
+            with pytest.raises(fc.DecodeError, match="lane"):
+                fc.decode(other, LANE_TABLES, indexes)
+    assert seen == {1, 4}

@@ -259,15 +259,16 @@ def test_corrupt_truncated_and_random_bytes_never_crash(tmp_path):
 
 # Fixed bytes of format version 3 for per-element models: a change in the
 # models (the cutoff T, the half width h, the quantized C(k)) or in the
-# message layer changes them.  Header f8 / c8: 4-byte checksum or none,
-# escapes (the int32 extremes), one lane.
+# message layer changes them.  Compact header b8 / 88 (one chunk, one lane;
+# 4-byte checksum or none; escapes: the int32 extremes) plus lane 0's state
+# bits above its tail.
 PARAMETRIC_GOLDEN = {
-    ("gaussian", True): "f80bda371761046676a4c0f7f9ffff079900000000e0d407",
-    ("gaussian", False): "c80b1f07702ac0f7f9ffff07990000000081f213",
-    ("laplace", True): "f80a8106b161d876798a5fe3ffff1f5402000000b069",
-    ("laplace", False): "c80ab98724835fe3ffff1f5402000000b62402",
-    ("logistic", True): "f80a8ec8bf7f51b9cfa0dfe2ffff1f54020000005a8101",
-    ("logistic", False): "c80aaf378c3adfe2ffff1f54020000002bce07",
+    ("gaussian", True): "bf0bda371761046676a4c0f7f9ffff079900000000e0d4",
+    ("gaussian", False): "880b1f07702ac0f7f9ffff07990000000081f213",
+    ("laplace", True): "b80a8106b161d876798a5fe3ffff1f5402000000b069",
+    ("laplace", False): "8a0ab98724835fe3ffff1f5402000000b624",
+    ("logistic", True): "b90a8ec8bf7f51b9cfa0dfe2ffff1f54020000005a81",
+    ("logistic", False): "8f0aaf378c3adfe2ffff1f54020000002bce",
 }
 
 

@@ -158,7 +158,9 @@ def message_layout(data: bytes, n_symbols: int) -> Tuple[int, int]:
     if not data:
         return 0, 0
     head = data[0]
-    checksum, chunked = (0, 1, 2, 4)[head >> 4 & 3], bool(head >> 2 & 1)
+    # Bits 5-4 give the checksum size in both header forms; only a full header
+    # (bits 7-6 = 11) has the chunked bit (a compact one has state bits there).
+    checksum, chunked = (0, 1, 2, 4)[head >> 4 & 3], head >> 6 == 3 and bool(head >> 2 & 1)
     header = 1
     if chunked and len(data) > 1:
         chunks = -(-n_symbols // (1 << min(data[1], 30)))

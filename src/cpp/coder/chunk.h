@@ -45,12 +45,12 @@ struct ChunkKernels {
                  const Tables& tables, Message::Chunk& part, uint64_t lane0_start);
   // Decodes one chunk's bytes into out[begin, begin + count); DecodeError if
   // bad.  With `hash`, also the chunk checksum of the values (checksum.h).
-  void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
+  void (*decode)(int lanes, const uint8_t* data, size_t size, bool escapes, int lane0_high, int64_t begin, int64_t count,
                  const IndexSource& indexes, const Tables& tables, int32_t* out, bool hash, ChunkOutcome& outcome);
   // The same for per-element parametric models (codec.h, ElementModels).
   void (*encode_elements)(int lanes, const int32_t* symbols, int64_t begin, int64_t count,
                           const ElementModels& models, Message::Chunk& part, uint64_t lane0_start);
-  void (*decode_elements)(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin,
+  void (*decode_elements)(int lanes, const uint8_t* data, size_t size, bool escapes, int lane0_high, int64_t begin,
                           int64_t count, const ElementModels& models, int32_t* out, bool hash,
                           ChunkOutcome& outcome);
   const char* isa;
@@ -63,7 +63,7 @@ extern const ChunkKernels kernels;
 // (table_math.h), which no vector unit speeds up.
 void encode_elements(int lanes, const int32_t* symbols, int64_t begin, int64_t count, const ElementModels& models,
                      Message::Chunk& part, uint64_t lane0_start);
-void decode_elements(int lanes, const uint8_t* data, size_t size, bool escapes, int64_t begin, int64_t count,
+void decode_elements(int lanes, const uint8_t* data, size_t size, bool escapes, int lane0_high, int64_t begin, int64_t count,
                      const ElementModels& models, int32_t* out, bool hash, ChunkOutcome& outcome);
 }
 #ifdef FEATCODEC_HAVE_X86_64_LEVELS

@@ -22,36 +22,71 @@ namespace featcodec {
 namespace {
 
 
-// --- header byte: 0b11 (format 3) | checksum size (2 bits) | escapes | chunked | log2(lanes) (2 bits)
+// --- header byte (docs/format.md, "Header byte") -------------------------------
+// Full:    0b11 | checksum size (2 bits) | escapes | chunked | log2(lanes) (2 bits)
+// Compact: 0b10 | checksum size (2 bits) | escapes | lane 0's state bits above
+//          its tail bytes (3 bits), for a message of one chunk and one lane.
 struct Header {
   int checksum_bytes;  // 0, 1, 2 or 4
   bool escapes;        // chunks carry an escape stream
   bool chunked;
   int lanes;
+  bool compact = false;
+  int high = -1;  // compact: the header's state bits
 };
-constexpr uint8_t kVersionMark = 0xC0;  // bits 7-6 set: format 3
+constexpr uint8_t kVersionMark = 0xC0;  // bits 7-6 = 11: format 3, full header
+constexpr uint8_t kCompactMark = 0x80;  // bits 7-6 = 10: format 3, compact header
 constexpr uint8_t kEscapesBit = 0x08;
+constexpr int kCompactStateBits = 3;
 int checksum_code(int bytes) { return bytes == 4 ? 3 : bytes; }
+int checksum_size(int code) { return code == 3 ? 4 : code; }
 uint8_t pack_header(const Header& h) {
   const int log2_lanes = h.lanes == 8 ? 3 : h.lanes == 4 ? 2 : h.lanes == 2 ? 1 : 0;
   return static_cast<uint8_t>(kVersionMark | checksum_code(h.checksum_bytes) << 4 | h.escapes << 3 |
                               h.chunked << 2 | log2_lanes);
 }
+uint8_t pack_compact(const Header& h, uint8_t high) {
+  return static_cast<uint8_t>(kCompactMark | checksum_code(h.checksum_bytes) << 4 | h.escapes << 3 | high);
+}
 Header unpack_header(uint8_t b) {
+  if ((b & 0xC0) == kCompactMark) {
+    Header h{checksum_size((b >> 4) & 3), bool(b & kEscapesBit), false, 1};
+    h.compact = true;
+    h.high = b & ((1 << kCompactStateBits) - 1);
+    return h;
+  }
   if ((b & 0xC0) != kVersionMark) {
     if (b >> 5 == 2)
       throw DecodeError("a format version 2 message: this featcodec reads format version 3 only");
     throw DecodeError("not a featcodec message, or an unsupported format version");
   }
-  const int code = (b >> 4) & 3;
-  return {code == 3 ? 4 : code, bool(b & kEscapesBit), bool(b & 4), 1 << (b & 3)};
+  return {checksum_size((b >> 4) & 3), bool(b & kEscapesBit), bool(b & 4), 1 << (b & 3)};
 }
+// Messages of one chunk and one lane (every message of 1 to 16384 symbols
+// by default) have the compact header.
+bool is_compact(int64_t n, bool chunked, int lanes) { return n > 0 && !chunked && lanes == 1; }
 
-// Interleaved lanes hide the coder's latency, but each one beyond the first
-// costs 2 to 3 bytes (its final state and start-up count): 0.02 % of a
-// 16384-symbol message, and a few microseconds saved.  One lane up to that,
-// and the vector decoder's eight from 65536 symbols a chunk on.
-int lanes_for(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
+// Lanes.  Interleaved lanes hide the coder's latency (the vector decoders
+// take eight), but each one beyond the first costs 3 to 5 bytes: its final
+// state, its start-up count and its start-up slack.  A chunk of at most
+// 16384 symbols has one lane; a larger one has `fast_lanes` (4 up to 65536
+// symbols, else 8), unless one lane codes every chunk of the message in
+// under `single_lane_limit` bytes: then the extra lanes would cost more than
+// about 0.1 % of the message (4 bytes a lane per 4 KiB), and the message has
+// one lane.  The rule is the encoder's, and the decoder checks it (so a
+// message stays canonical without a checksum): a one-lane message must have
+// every chunk under the limit, and a many-lane message whose chunks are all
+// under the limit plus `lane_margin` is re-encoded with one lane to see that
+// some chunk reaches the limit.  (The margin bounds how much longer the
+// many-lane chunk can be than the one-lane chunk: per extra lane a state
+// varint of at most 9 bytes, a start-up count of at most 5 and under 3 bytes
+// of slack.)
+int fast_lanes(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
+size_t single_lane_limit(int fast) { return size_t{4096} * size_t(fast - 1); }
+size_t lane_margin(int fast) { return size_t{32} * size_t(fast); }
+bool all_below(const std::vector<size_t>& sizes, size_t limit) {
+  return std::all_of(sizes.begin(), sizes.end(), [limit](size_t s) { return s < limit; });
+}
 
 // --- checksum (docs/format.md, "Checksum") -----------------------------------
 // Seeded with the header (but its escapes bit, which the encoder learns only
@@ -77,13 +112,20 @@ uint64_t message_checksum(uint64_t seed, const std::vector<uint64_t>& chunk_hash
 // flush bit) and the escape stream's size when the message has escapes;
 // after the escape stream, lane 0's state in its shortest form (1 to 4
 // bytes: the decoder knows how many from the chunk's length).
-void finish_chunk(Message::Chunk& part, bool escapes) {
+void finish_chunk(Message::Chunk& part, bool escapes, bool compact) {
   const size_t lanes = part.states.size();
   for (size_t l = 1; l < lanes; ++l) put_varint(part.head, part.states[l]);
   if (lanes > 1)
     for (size_t l = 0; l < lanes; ++l) put_varint(part.head, l == 0 ? 2 * part.startup[0] + part.flushed : part.startup[l]);
   if (escapes) put_varint(part.head, part.escape_bytes.size());
   uint64_t x = part.states[0];
+  if (compact) {  // the fewest bytes (at least one) below the header's 5 bits
+    int t = 1;
+    while (x >> (8 * t + kCompactStateBits)) ++t;
+    for (int b = 0; b < t; ++b) part.tail.push_back(static_cast<uint8_t>(x >> (8 * b)));
+    part.tail_high = static_cast<uint8_t>(x >> (8 * t));
+    return;
+  }
   do {
     part.tail.push_back(static_cast<uint8_t>(x));
     x >>= 8;
@@ -336,49 +378,82 @@ Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& co
     throw std::invalid_argument("a context is verified by the checksum: it needs checksum bytes");
   const int64_t chunk = int64_t{1} << options.chunk_bits;
   const int64_t n_chunks = (n + chunk - 1) / chunk;
-  const int lanes = lanes_for(std::min(n, chunk));
-  Header header{options.checksum_bytes, false, n_chunks > 1, lanes};
+  const int fast = fast_lanes(std::min(n, chunk));
+  Header header{options.checksum_bytes, false, n_chunks > 1, fast};
 
   // The checksum comes first: it is lane 0's initial state in chunk 0, where
-  // the decoder finds it as that lane's final state.
-  uint64_t checksum = 0;
+  // the decoder finds it as that lane's final state.  It covers the header,
+  // lane count included.
+  std::vector<uint64_t> hashes;
   if (options.checksum_bytes) {
-    std::vector<uint64_t> hashes(n_chunks);
+    hashes.resize(n_chunks);
     parallel_for(n_chunks, options.threads, [&](int64_t c) {
       const int64_t begin = c * chunk;
       hashes[c] = chunk_hash(symbols + begin, std::min(chunk, n - begin));
     });
-    const uint64_t seed = checksum_seed(pack_header(header), header.chunked ? options.chunk_bits : 0, options.context);
-    checksum = message_checksum(seed, hashes, options.checksum_bytes);
   }
+  auto checksum_for = [&](const Header& h) -> uint64_t {
+    if (!options.checksum_bytes) return 0;
+    const uint64_t seed = checksum_seed(pack_header(h), h.chunked ? options.chunk_bits : 0, options.context);
+    return message_checksum(seed, hashes, options.checksum_bytes);
+  };
+  // Codes every chunk with `lanes` lanes; returns the chunks' sizes.  The
+  // escape stream is the same for any lane count, and so is the escapes bit.
+  auto code_chunks = [&](std::vector<Message::Chunk>& chunks, int lanes) {
+    Header h = header;
+    h.lanes = lanes;
+    const bool compact = is_compact(n, header.chunked, lanes);
+    const uint64_t start = checksum_for(h);
+    chunks.clear();
+    chunks.resize(n_chunks);
+    parallel_for(n_chunks, options.threads, [&](int64_t c) {
+      const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
+      code_chunk(lanes, begin, count, chunks[c], c == 0 ? start : 0);
+    });
+    for (const Message::Chunk& part : chunks) header.escapes |= !part.escape_bytes.empty();
+    std::vector<size_t> sizes;
+    for (Message::Chunk& part : chunks) {
+      finish_chunk(part, header.escapes, compact);
+      sizes.push_back(part.size());
+    }
+    return sizes;
+  };
 
   Message message;
-  message.chunks.resize(n_chunks);
-  parallel_for(n_chunks, options.threads, [&](int64_t c) {
-    const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-    code_chunk(lanes, begin, count, message.chunks[c], c == 0 ? checksum : 0);
-  });
+  const std::vector<size_t> sizes = code_chunks(message.chunks, fast);
+  if (fast > 1 && all_below(sizes, single_lane_limit(fast) + lane_margin(fast))) {
+    std::vector<Message::Chunk> chunks;
+    if (all_below(code_chunks(chunks, 1), single_lane_limit(fast))) {
+      message.chunks = std::move(chunks);
+      header.lanes = 1;
+    }
+  }
 
-  for (const Message::Chunk& part : message.chunks) header.escapes |= !part.escape_bytes.empty();
-  for (Message::Chunk& part : message.chunks) finish_chunk(part, header.escapes);
+  if (is_compact(n, header.chunked, header.lanes)) {
+    message.head.push_back(pack_compact(header, message.chunks[0].tail_high));
+    return message;
+  }
   message.head.push_back(pack_header(header));
   if (header.chunked) {
     message.head.push_back(static_cast<uint8_t>(options.chunk_bits));
     for (int64_t c = 0; c + 1 < n_chunks; ++c) put_varint(message.head, message.chunks[c].size());
   }
-  if (n == 0)  // no chunk to hold it
+  if (n == 0) {  // no chunk to hold it
+    const uint64_t checksum = checksum_for(header);
     for (int b = 0; b < options.checksum_bytes; ++b) message.head.push_back(static_cast<uint8_t>(checksum >> (8 * b)));
+  }
   return message;
 }
 
-// `decode_chunk(lanes, bytes, size, escapes, begin, count, hash, outcome)`
+// `decode_chunk(lanes, bytes, size, escapes, lane0_high, begin, count, hash, outcome)`
 // decodes symbols [begin, begin + count); `model` names what a checksum
 // mismatch may also mean.
 using ChunkDecoder =
-    std::function<void(int, const uint8_t*, size_t, bool, int64_t, int64_t, bool, ChunkOutcome&)>;
-
+    std::function<void(int, const uint8_t*, size_t, bool, int, int64_t, int64_t, bool, ChunkOutcome&)>;
+// `encode_chunk(lanes, begin, count, part, lane0_start)` encodes decoded
+// symbols [begin, begin + count) again (the lane count check).
 void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDecoder& decode_chunk,
-                    const DecodeOptions& options, const char* model) {
+                    const ChunkEncoder& encode_chunk, const DecodeOptions& options, const char* model) {
   if (options.min_checksum_bytes < 0 || options.min_checksum_bytes > 4)
     throw std::invalid_argument("the required checksum must be 0 to 4 bytes");
   const uint8_t* p = data;
@@ -394,6 +469,7 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
                                 " are required");
   if (header.checksum_bytes == 0 && !options.context.empty())
     throw DecodeError("message has no checksum, so its context cannot be verified");
+  if (header.compact && n == 0) throw DecodeError(std::string(kMismatch) + " (a compact header for an empty shape)");
   int64_t chunk = std::max<int64_t>(n, 1);
   int chunk_bits = 0;
   if (header.chunked) {
@@ -403,11 +479,14 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     chunk = int64_t{1} << chunk_bits;
   }
   const int64_t n_chunks = (n + chunk - 1) / chunk;
-  // The lane count is recorded, and must be the encoder's: a message stays
-  // canonical without a checksum.
-  if (header.lanes != lanes_for(std::min(n, chunk)))
+  // The lane count is recorded, and must be the encoder's choice (see
+  // fast_lanes): a message stays canonical without a checksum.
+  const int fast = fast_lanes(std::min(n, chunk));
+  if (header.lanes != fast && header.lanes != 1)
     throw DecodeError(std::string(kMismatch) + " (its lane count is not for " + std::to_string(n) + " symbols)");
   if (header.chunked && n_chunks < 2) throw DecodeError(std::string(kMismatch) + " (several chunks, " + std::to_string(n) + " symbols)");
+  if (!header.compact && is_compact(n, header.chunked, header.lanes))
+    throw DecodeError(std::string(kMismatch) + " (corrupt message: a full header where the compact one belongs)");
   // Chunk directory: every length but the last's, which is what remains.
   // Each varint takes at least one byte, so a bad n_chunks fails early.
   std::vector<uint64_t> lengths;
@@ -428,6 +507,9 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
     if (listed >= remaining) throw DecodeError("truncated message: chunks are shorter than listed");
     lengths.push_back(remaining - listed);
   }
+  std::vector<size_t> sizes(lengths.begin(), lengths.end());
+  if (header.lanes < fast && !all_below(sizes, single_lane_limit(fast)))
+    throw DecodeError(std::string(kMismatch) + " (corrupt message: one lane for a chunk this long)");
   std::vector<const uint8_t*> starts;
   for (uint64_t len : lengths) {
     starts.push_back(p);
@@ -439,7 +521,8 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
   try {
     parallel_for(n_chunks, options.threads, [&](int64_t c) {
       const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
-      decode_chunk(header.lanes, starts[c], lengths[c], header.escapes, begin, count, hash, outcomes[c]);
+      decode_chunk(header.lanes, starts[c], lengths[c], header.escapes, c == 0 ? header.high : -1, begin, count,
+                   hash, outcomes[c]);
     });
   } catch (const DecodeError& e) {
     throw DecodeError(std::string(kMismatch) + " (" + e.what() + ")");
@@ -454,12 +537,37 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
   if (hash) {
     std::vector<uint64_t> hashes;
     for (const ChunkOutcome& o : outcomes) hashes.push_back(o.hash);
-    const uint64_t seed = checksum_seed(header_byte, chunk_bits, options.context);
+    // Seeded with the full header byte, also for a compact one.
+    const uint64_t seed = checksum_seed(pack_header(header), chunk_bits, options.context);
     if (message_checksum(seed, hashes, header.checksum_bytes) != stored_checksum)
       throw DecodeError(std::string("checksum mismatch: ") + kMismatch + " (or other " + model +
                         ", or another context)");
   } else if (stored_checksum != 0) {
     throw DecodeError(std::string(kMismatch) + " (corrupt message: final coder state mismatch)");
+  }
+  // Several lanes where one would do (every chunk under the limit)?  Only
+  // chunks this short can be, so the check costs little.
+  if (header.lanes > 1 && all_below(sizes, single_lane_limit(fast) + lane_margin(fast))) {
+    Header single = header;
+    single.lanes = 1;
+    uint64_t single_checksum = 0;
+    if (hash) {
+      std::vector<uint64_t> hashes;
+      for (const ChunkOutcome& o : outcomes) hashes.push_back(o.hash);
+      const uint64_t seed = checksum_seed(pack_header(single), chunk_bits, options.context);
+      single_checksum = message_checksum(seed, hashes, header.checksum_bytes);
+    }
+    const bool compact = is_compact(n, header.chunked, 1);
+    bool reaches = false;
+    for (int64_t c = 0; c < n_chunks && !reaches; ++c) {
+      const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
+      Message::Chunk part;
+      encode_chunk(1, begin, count, part, c == 0 ? single_checksum : 0);
+      finish_chunk(part, header.escapes, compact);
+      reaches = part.size() >= single_lane_limit(fast);
+    }
+    if (!reaches)
+      throw DecodeError(std::string(kMismatch) + " (corrupt message: several lanes where the encoder uses one)");
   }
 }
 
@@ -481,9 +589,12 @@ void decode(const uint8_t* data, size_t size, const IndexSource& indexes, const 
   const ChunkKernels& kernels = chunk_kernels();
   decode_message(
       data, size, indexes.size(),
-      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count, bool hash,
-          ChunkOutcome& outcome) {
-        kernels.decode(lanes, bytes, length, escapes, begin, count, indexes, tables, out, hash, outcome);
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int high, int64_t begin, int64_t count,
+          bool hash, ChunkOutcome& outcome) {
+        kernels.decode(lanes, bytes, length, escapes, high, begin, count, indexes, tables, out, hash, outcome);
+      },
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        kernels.encode(lanes, out, begin, count, indexes, tables, part, lane0_start);
       },
       options, "tables or indexes");
 }
@@ -503,9 +614,14 @@ void decode(const uint8_t* data, size_t size, const ElementModels& models, const
   const ChunkKernels& kernels = chunk_kernels();
   decode_message(
       data, size, models.size,
-      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int64_t begin, int64_t count, bool hash,
-          ChunkOutcome& outcome) {
-        kernels.decode_elements(lanes, bytes, length, escapes, begin, count, models, out, hash, outcome);
+      [&](int lanes, const uint8_t* bytes, size_t length, bool escapes, int high, int64_t begin, int64_t count,
+          bool hash, ChunkOutcome& outcome) {
+        kernels.decode_elements(lanes, bytes, length, escapes, high, begin, count, models, out, hash, outcome);
+      },
+      [&](int lanes, int64_t begin, int64_t count, Message::Chunk& part, uint64_t lane0_start) {
+        ElementModels computed = models;
+        computed.intervals = nullptr;  // computed from the means and scales
+        kernels.encode_elements(lanes, out, begin, count, computed, part, lane0_start);
       },
       options, "means or scales");
 }

@@ -66,6 +66,7 @@ struct Message {
     std::vector<uint8_t> escape_bytes;
     std::vector<uint8_t> head;  // lanes 1.. states, start-up counts, escape stream size
     std::vector<uint8_t> tail;  // lane 0's state: 1 to 4 bytes
+    uint8_t tail_high = 0;      // with a compact header: lane 0's state bits above the tail (in the header)
     std::unique_ptr<uint8_t[]> storage;
     const uint8_t* words = nullptr;  // inside storage
     size_t words_size = 0;
