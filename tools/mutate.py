@@ -144,7 +144,16 @@ MUTATIONS = [
         "tables-scale-index-upper", "src/cpp/tables/table_math.h",
         "base = base[half] < s ? base + half : base;",
         "base = base[half] <= s ? base + half : base;",
-        "scale_index finds the first table above the scale, not the first not below"),
+        "scale_index finds the first table above the scale, not the first not below",
+        equivalent="the search ends at the last entry below s (the mutant: not above s), then adds 1 if that "
+                   "entry is below s; for s equal to entry j both give j, otherwise both stop at the same entry, "
+                   "so they differ only on repeated entries, and table scales must be strictly increasing "
+                   "(ValueError otherwise)"),
+    Mutation(
+        "tables-scale-indexer-ties", "src/cpp/tables/scale_indexer.h",
+        "while (table_[i] < s) ++i;",
+        "while (table_[i] <= s && i + 1 < n_) ++i;",
+        "the host scale index maps a scale equal to a table entry to the next table"),
     Mutation(
         "tables-det-exp-degree", "src/cpp/tables/detmath.h",
         "for (int k = 13; k >= 1; --k) p = 1.0 + p * r / k;",
