@@ -178,7 +178,17 @@ MUTATIONS = [
         "tables-lookup-off-by-one", "src/cpp/tables/tables.cpp",
         "      while (cdf[s + 1] <= slot) ++s;",
         "      while (cdf[s + 1] < slot) ++s;",
-        "the decoder's slot lookup points one symbol too early at boundaries"),
+        "the decoder's slot lookup points one symbol too early at boundaries",
+        equivalent="the lookup is a lower bound that decoders scan forward from: the scalar decoder steps past "
+                   "a symbol ending at the slot (cdf[s + 1] <= slot), and the vector decoders' bucket entry for a "
+                   "first symbol ending at the bucket's start says every slot is past it (end0 - 1 below the "
+                   "bucket), so the next symbol, or the scalar scan, is taken; a cost of one compare, no change "
+                   "in any decoded value"),
+    Mutation(
+        "tables-lookup-one-late", "src/cpp/tables/tables.cpp",
+        "      lookup[b] = static_cast<uint16_t>(s);",
+        "      lookup[b] = static_cast<uint16_t>(s + (b > 0 && s < lengths_[i]));",
+        "the decoder's slot lookup starts one symbol past the first one in a bucket"),
     # --- coder -------------------------------------------------------------------------
     Mutation(
         "coder-padded-varint", "src/cpp/coder/varint.h",
