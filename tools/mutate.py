@@ -410,17 +410,22 @@ def locate(root: Path, m: Mutation) -> str:
     return "ok" if count == 1 else "text not found" if count == 0 else f"text ambiguous ({count} matches)"
 
 
-def markdown_table(rows: list, profile: str, command: str, done: bool) -> str:
+def tree_version() -> str:
+    """The commit the scratch copy is taken from, and whether the tree differs from it."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
                            text=True).stdout.strip()
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def markdown_table(rows: list, profile: str, command: str, done: bool, version: str, started: float) -> str:
     caught = sum(r == "caught" for _, r, _ in rows)
     skipped = sum(r == "SKIPPED" for _, r, _ in rows)
     equivalent = sum(r == "survived" and m.equivalent != "" for m, r, _ in rows)
     lines = [
-        f"Mutation run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} over commit {commit}"
-        f"{' (with uncommitted changes)' if dirty else ''}: `{command}`, HYPOTHESIS_PROFILE={profile}, "
+        f"Mutation run started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} over commit {version}: "
+        f"`{command}`, HYPOTHESIS_PROFILE={profile}, "
         f"native test set (tests/ without split/, entropy/, cuda/).{'' if done else ' (In progress.)'}",
         "",
         f"{caught} of {len(rows) - skipped} caught" + (f", {equivalent} equivalent (survived, as expected)"
@@ -473,13 +478,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="featcodec-mutate-"))
     print(f"scratch copy: {scratch}", flush=True)
+    version, started = tree_version(), time.time()
     copy_tree(REPO, scratch)
     python = make_venv(scratch, args.python)
     rows = []
 
     def report(done: bool) -> None:
         if args.markdown:
-            Path(args.markdown).write_text(markdown_table(rows, args.profile, command, done))
+            Path(args.markdown).write_text(markdown_table(rows, args.profile, command, done, version, started))
 
     try:
         ok, log = build(python, scratch)
@@ -520,7 +526,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
     report(done=True)
-    print("\n" + markdown_table(rows, args.profile, command, done=True))
+    print("\n" + markdown_table(rows, args.profile, command, True, version, started))
     missed = [m.id for m, r, _ in rows if r == "survived" and not m.equivalent]
     skipped = sum(r == "SKIPPED" for _, r, _ in rows)
     return 0 if not missed and not skipped else 1
