@@ -199,7 +199,11 @@ MUTATIONS = [
         "coder-escape-length", "src/cpp/coder/chunk_kernels.inc",
         'if (nb > kMaxEscapeBits) throw DecodeError("corrupt message: escape length out of range");',
         "",
-        "an escape's length field is not bounded"),
+        "an escape's length field is not bounded",
+        equivalent="a length of 34 to 63 bits makes the code at least 2^34 - 1, so the value is at least 2^33 - 1 "
+                   "beyond the support, outside int32 for any support, and the next check refuses it; the bound "
+                   "also keeps lo - 1 - (u >> 1) from signed overflow at 63 bits, which only a sanitizer build "
+                   "(tools/sanitize.sh) can see"),
     Mutation(
         "coder-escape-int32", "src/cpp/coder/chunk_kernels.inc",
         'if (v < INT32_MIN || v > INT32_MAX) throw DecodeError("corrupt message: escaped value outside int32");',
