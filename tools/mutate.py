@@ -440,11 +440,40 @@ def markdown_table(rows: list, profile: str, command: str, done: bool, version: 
         "|---|---|---|---|",
     ]
     for m, result, note in rows:
-        outcome = f"caught by {note}" if result == "caught" else result if not note else f"{result}: {note}"
+        outcome = result if not note else f"{result}: {note}"
+        if result == "caught":
+            outcome = f"caught ({note})" if note.startswith(("crashed", "timeout")) else f"caught by {note}"
         if result == "survived" and m.equivalent:
             outcome = f"survived, equivalent: {m.equivalent}"
         lines.append(f"| {m.id} | {m.file} | {m.description} | {outcome.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+ROW = re.compile(r"^(\S+) +(caught|survived|SKIPPED) +(.*?)  \(\d+ s\)$")
+
+
+def combine(logs: list[str], profile: str, markdown: Optional[str]) -> int:
+    """One table from the output of several runs (say, the whole list, then
+    the mutations added or tests changed since), in the list's order."""
+    found, commands = {}, []
+    for log in logs:
+        text = Path(log).read_text()
+        commands += re.findall(r"^Mutation run (?:started|of) .*?: `([^`]*)`", text, re.MULTILINE)
+        for line in text.splitlines():
+            row = ROW.match(line)
+            if row:
+                found[row.group(1)] = (row.group(2), "" if row.group(3) == "passed" else row.group(3))
+    by_id = {m.id: m for m in MUTATIONS}
+    rows = [(by_id[i], *found[i]) for i in by_id if i in found]
+    unknown = sorted(set(found) - set(by_id))
+    table = markdown_table(rows, profile, " + ".join(commands) or "?", True, tree_version(), time.time())
+    table = table.replace("Mutation run started", "Combined table written", 1)
+    if unknown:
+        table += f"\nRows for mutations no longer in the list, left out: {', '.join(unknown)}\n"
+    if markdown:
+        Path(markdown).write_text(table)
+    print(table)
+    return 0 if all(r != "survived" or m.equivalent for m, r, _ in rows) else 1
 
 
 def _interrupt(signum, frame):
@@ -464,6 +493,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--deselect", action="append", default=[], help="a test to leave out (pytest's --deselect)")
     parser.add_argument("--no-baseline-tests", action="store_true",
                         help="build the unmutated tree but do not run its tests first")
+    parser.add_argument("--combine", nargs="+", metavar="LOG",
+                        help="no run: the table of earlier runs' printed output (a later log's row wins)")
     args = parser.parse_args(argv)
     command = "python tools/mutate.py " + " ".join(argv if argv is not None else sys.argv[1:])
     # Started in the background, a shell ignores SIGINT: take it (and SIGTERM)
@@ -471,6 +502,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     # kills its builds and tests.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+
+    if args.combine:
+        return combine(args.combine, args.profile, args.markdown)
 
     prefixes = [p for p in args.only.split(",") if p]
     chosen = [m for p in prefixes for m in MUTATIONS if m.id.startswith(p)] if prefixes else list(MUTATIONS)
