@@ -1002,3 +1002,28 @@ def test_kernels_agree_on_random_inputs(isa, data):
     for kernels, other in (("generic", isa), (isa, "generic")):
         with using(kernels):
             np.testing.assert_array_equal(fc.decode(messages[other], tables, small, shape=shape), x)
+
+
+# --- threads=None --------------------------------------------------------------------------
+
+
+def test_threads_none_codes_on_every_core(monkeypatch):
+    # threads=None must hand the native layer the number of available cores
+    # (the native layer caps it at the chunk count), not 1.
+    from featcodec import _coding
+    from native_spy import NativeCallSpy, available_cores, differing_int_argument
+
+    cores = available_cores()
+    if cores == 1:
+        pytest.skip("one core: threads=None and threads=1 are the same request")
+    t = fc.CdfTables.gaussian([1.0, 4.0])
+    x = (np.arange(5000) % 11 - 5).astype(np.int32)
+    runs = {}
+    for threads in (1, None):
+        spy = NativeCallSpy(_coding._core, ["encode", "decode"])
+        monkeypatch.setattr(_coding, "_core", spy)
+        message = fc.encode(x, t, 1, chunk_size=64, threads=threads)
+        np.testing.assert_array_equal(fc.decode(message, t, 1, shape=x.shape, threads=threads), x)
+        monkeypatch.undo()
+        runs[threads] = spy.calls
+    assert differing_int_argument(runs[1], runs[None]) == cores

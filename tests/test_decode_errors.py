@@ -966,3 +966,39 @@ def test_lane_choice_at_the_limit():
             with pytest.raises(fc.DecodeError, match="lane"):
                 fc.decode(other, LANE_TABLES, indexes)
     assert seen == {1, 4}
+
+
+def _contexts_agreeing_below(x, chunk_size: int, header: int, chunk_bits: int, size: int, low_bytes: int):
+    """Two contexts whose size-byte checksums of x agree in their low
+    `low_bytes` bytes and differ above (found with the format model, by the
+    birthday bound in about 2^(4 low_bytes) tries)."""
+    seen = {}
+    low_mask = (1 << (8 * low_bytes)) - 1
+    for i in range(1 << (8 * low_bytes + 4)):
+        context = b"model fingerprint %d" % i
+        check = ref.checksum(x, chunk_size, header, chunk_bits, context, size)
+        other = seen.setdefault(check & low_mask, (context, check))
+        if other[1] != check:
+            return other[0], context
+    raise AssertionError("no pair found")  # 2^-(2^(8 low_bytes + 4)) likely
+
+
+@pytest.mark.parametrize("size, low_bytes, n, chunk_size",
+                         [(4, 2, 5, 16), (4, 2, 300, 64), (4, 3, 5, 16), (2, 1, 5, 16), (2, 1, 300, 64)])
+def test_every_checksum_byte_is_compared(size, low_bytes, n, chunk_size):
+    # A decoder comparing only the low bytes of the checksum would accept a
+    # wrong context whose checksum agrees there; every byte must count.
+    rng = np.random.default_rng(n + size)
+    x = np.rint(rng.normal(0, 3, n)).astype(np.int32)
+    idx = rng.integers(0, 3, n).astype(np.int32)
+    probe = fc.encode(x, TABLES, idx, checksum=size, chunk_size=chunk_size)
+    layout = ref.parse_header(probe[0])
+    chunk_bits = chunk_size.bit_length() - 1 if layout["chunked"] else 0
+    header = ref.header_byte(size, layout["chunked"], layout["lanes"])  # the full form, as the checksum hashes it
+    good, wrong = _contexts_agreeing_below(x, chunk_size, header, chunk_bits, size, low_bytes)
+    message = fc.encode(x, TABLES, idx, checksum=size, chunk_size=chunk_size, context=good)
+    np.testing.assert_array_equal(fc.decode(message, TABLES, idx, context=good), x)
+    with pytest.raises(fc.DecodeError, match="checksum mismatch"):
+        fc.decode(message, TABLES, idx, context=wrong)
+    with pytest.raises(ref.FormatError, match="checksum mismatch"):
+        ref.decode(message, TABLES, idx, context=wrong)

@@ -118,6 +118,70 @@ def test_element_cdf_matches_the_model(family, mean, scale, precision):
             assert (ambiguous[j] or ambiguous[0]) and abs(got - expect) <= 2, (j, got, expect)
 
 
+
+# --- bit for bit: detmath.h's exp, replayed in Python ------------------------------
+#
+# docs/format.md takes F as src/cpp/tables/detmath.h computes it, not only
+# to 1e-13: messages coded on one machine decode on another only if every
+# build computes the same q(k).  det_exp is made of IEEE basic operations in a fixed order
+# (Cody-Waite reduction by ln 2, a degree-13 Taylor polynomial, a scale by
+# 2^n), which Python's floats perform identically, so for the Laplace
+# family (F from exp alone) the model below must equal the library exactly.
+
+_LN2_HI, _LN2_LO, _INV_LN2 = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1.44269504088896338700e00
+
+
+def replayed_exp(x: float, degree: int = 13) -> float:
+    if not x > -745.0:
+        return 0.0
+    if x > 709.0:
+        return math.inf
+    n = math.floor(x * _INV_LN2 + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0
+    for k in range(degree, 0, -1):
+        p = 1.0 + p * r / k
+    return math.ldexp(p, n)
+
+
+def replayed_laplace_cdf(mean: float, scale: float, k_min: int, n: int, precision: int, degree: int = 13) -> list:
+    """C(k) for k in [k_min, k_min + n], then 2^P, with F(t) from replayed_exp."""
+    r = (1 << precision) - n - 1
+    q = []
+    for k in range(k_min, k_min + n + 1):
+        t = ((k - 0.5) - mean) / scale
+        f = 0.5 * replayed_exp(t, degree) if t < 0.0 else 1.0 - 0.5 * replayed_exp(-t, degree)
+        q.append(math.floor(r * f))
+    return [j + qk - q[0] for j, qk in enumerate(q)] + [1 << precision]
+
+
+# A mean that puts R F((3 - 1/2 - mean) / 1) within 1e-8 of an integer (found
+# by bisection on this model): an exp accurate to 1e-11 instead of 1e-17
+# (a degree-9 polynomial) moves q(3) by one here.
+LAPLACE_ROUNDING_EDGE = 4.972407245502518
+
+
+@pytest.mark.parametrize("mean, scale, precision", [
+    (LAPLACE_ROUNDING_EDGE, 1.0, 16), (0.0, 1.0, 16), (-3.25, 0.11, 12), (17.75, 42.0, 16), (2.0**30, 300.0, 14),
+    (0.49999999999999994, 2.0**-20, 8),
+])
+def test_laplace_element_cdf_is_detmath_bit_for_bit(mean, scale, precision):
+    k_min, cdf = fc.element_cdf("laplace", mean, scale, precision)
+    assert cdf.tolist() == replayed_laplace_cdf(mean, scale, k_min, cdf.size - 2, precision)
+
+
+def test_the_rounding_edge_case_is_sensitive():
+    k_min, cdf = fc.element_cdf("laplace", LAPLACE_ROUNDING_EDGE, 1.0, 16)
+    exact = replayed_laplace_cdf(LAPLACE_ROUNDING_EDGE, 1.0, k_min, cdf.size - 2, 16)
+    assert replayed_laplace_cdf(LAPLACE_ROUNDING_EDGE, 1.0, k_min, cdf.size - 2, 16, degree=9) != exact
+
+
+@given(st.floats(-1000, 1000), st.floats(0.05, 300), st.integers(8, 16))
+def test_laplace_element_cdf_is_detmath_bit_for_bit_anywhere(mean, scale, precision):
+    k_min, cdf = fc.element_cdf("laplace", mean, scale, precision)
+    assert cdf.tolist() == replayed_laplace_cdf(mean, scale, k_min, cdf.size - 2, precision)
+
+
 # Per-element intervals for fixed arguments, as bytes: encoder and decoder
 # compute them independently, so a change here means messages coded with one
 # build no longer decode with another.

@@ -281,3 +281,24 @@ def test_parametric_golden_messages(family, checksum):
     np.testing.assert_array_equal(fc.decode_parametric(golden, family, mu, s, precision=12, shape=x.shape), x)
     intervals = fc.parametric_intervals(x, family, mu, s, precision=12)
     assert fc.encode_parametric(x, family, mu, s, checksum=checksum, precision=12, intervals=intervals) == golden
+
+
+def test_threads_none_codes_on_every_core(monkeypatch):
+    from featcodec import _parametric
+    from native_spy import NativeCallSpy, available_cores, differing_int_argument
+
+    cores = available_cores()
+    if cores == 1:
+        pytest.skip("one core: threads=None and threads=1 are the same request")
+    rng = np.random.default_rng(3)
+    x = rng.integers(-20, 20, 3000).astype(np.int32)
+    mu, s = np.zeros(3000), np.full(3000, 8.0)
+    runs = {}
+    for threads in (1, None):
+        spy = NativeCallSpy(_parametric._core, ["encode_elements", "decode_elements"])
+        monkeypatch.setattr(_parametric, "_core", spy)
+        data = fc.encode_parametric(x, "laplace", mu, s, chunk_size=256, threads=threads)
+        np.testing.assert_array_equal(fc.decode_parametric(data, "laplace", mu, s, threads=threads), x)
+        monkeypatch.undo()
+        runs[threads] = spy.calls
+    assert differing_int_argument(runs[1], runs[None]) == cores

@@ -359,6 +359,71 @@ def test_optimal_support_against_the_reference_objective(precision, width, kind,
         assert cost <= best + tol, (a, b, cost, best)
 
 
+
+def laplace_row(width: int, mode: int, b: float, total: float) -> np.ndarray:
+    """exp(-|k - mode| / b) over columns k in [0, width), scaled to sum to total."""
+    row = np.exp(-np.abs(np.arange(width) - mode) / b)
+    return row * total / row.sum()
+
+
+def flat_tail_row(precision: int, width: int, level: float, mode: int) -> np.ndarray:
+    """Every column at level / 2^P (under a quarter of a frequency unit), the rest of the mass at mode."""
+    row = np.full(width, level / (1 << precision))
+    row[mode] = 0.0
+    row[mode] = 1.0 - row.sum()
+    return row
+
+
+# Rows where the search needs what a quick one lacks, each with the support
+# the library chose when the test was written (a golden: the test asserts
+# the library's choice costs no more than it does, under the model above):
+SUPPORT_GOLDEN = [
+    # more than one pass of moves: an edge move opens the way to another
+    (3, laplace_row(20, 18, 0.3, 1.0), (17, 19)),
+    (10, laplace_row(200, 196, 1.5, 0.2), (194, 198)),
+    (10, laplace_row(60, 0, 1.5, 0.2), (0, 3)),
+    (12, laplace_row(60, 30, 3.0, 0.2), (26, 33)),
+    (8, laplace_row(40, 10, 1.5, 0.9), (3, 18)),
+    # the whole support slid: with most of the mass on the escape, the best
+    # single column is where the escaped values' raw codes are shortest
+    (3, laplace_row(9, 8, 8.0, 0.2), (6, 7)),
+    (4, laplace_row(40, 10, 8.0, 0.2), (10, 11)),
+    (3, laplace_row(40, 0, 8.0, 0.2), (1, 2)),
+    (4, laplace_row(40, 25, 8.0, 0.2), (25, 26)),
+    # long flat tails under a quarter unit a column: no one-column move pays,
+    # but keeping every column saves their raw codes (the all-columns fallback)
+    (10, flat_tail_row(10, 116, 0.21, 40), (0, 116)),
+    (10, flat_tail_row(10, 208, 0.225, 45), (0, 208)),
+    (10, flat_tail_row(10, 237, 0.22, 55), (0, 237)),
+    (9, flat_tail_row(9, 100, 0.22, 30), (0, 100)),
+    (8, flat_tail_row(8, 60, 0.22, 20), (7, 52)),
+]
+
+
+@pytest.mark.parametrize("precision, row, golden", SUPPORT_GOLDEN,
+                         ids=[f"P{p}-{r.size}-columns" for p, r, _ in SUPPORT_GOLDEN])
+def test_optimal_support_golden_rows(precision, row, golden):
+    m = 1 << precision
+    t = fc.CdfTables.from_pmf(row[None], [-3], lengths=[row.size], precision=precision)
+    p = coding_distribution(row)
+    a, b = chosen_support(t, 0, -3)
+    cost = support_cost(p, a, b, m)
+    tol = 1e-9 * cost
+    assert cost <= support_cost(p, *golden, m) + tol, f"support [{a}, {b}) costs more than [{golden[0]}, {golden[1]})"
+    assert cost <= support_cost(p, 0, row.size, m) + tol, "never worse than every column"
+    # A local minimum of the moves, unless the search fell back to every
+    # column (which it does not improve on further).
+    neighbours = [(a - 1, b), (a + 1, b), (a, b - 1), (a, b + 1), (a - 1, b - 1), (a + 1, b + 1)]
+    for na, nb in neighbours if (a, b) != (0, row.size) else []:
+        if 0 <= na < nb <= row.size and nb - na + 1 <= m:
+            assert support_cost(p, na, nb, m) >= cost - tol, f"[{na}, {nb}) is better than [{a}, {b})"
+    # The frequencies are the optimal quantization of the chosen support.
+    f = t.freqs(0).astype(np.int64)
+    escape = sum(p[:a]) + sum(p[b:])
+    got = sum(-q * math.log2(fi / m) for q, fi in zip(p[a:b] + [escape], f) if q > 0)
+    assert got == pytest.approx(greedy_quantization_cost(p[a:b] + [escape], m), rel=1e-9)
+
+
 def laplace_rows(b: np.ndarray, half_width: int) -> np.ndarray:
     k = np.abs(np.arange(-half_width, half_width + 1, dtype=np.float64))
     upper, lower = k + 0.5, np.maximum(k - 0.5, 0.0)

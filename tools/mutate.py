@@ -7,25 +7,31 @@ repository (the tracked and untracked, not ignored, files of the working
 tree), which is rebuilt into a scratch virtual environment and tested with
 the native test set (tests/ without split/, entropy/ and cuda/, ``-x``).
 A mutation is *caught* when a test fails (or the build fails, or the run
-crashes or times out), *survived* when every test passes.
+crashes or times out), *survived* when every test passes.  The test files
+most likely to catch a mutation (FIRST_BY_AREA, or its own `first`) run on
+their own first, so that a caught mutation costs seconds of testing; only
+if they pass does the whole native test set run.
 
 The scratch copy keeps its CMake build folder between mutations, so each
 rebuild compiles only what the mutation touched (FEATCODEC_CUDA=OFF: no
 test here runs CUDA, and src/cpp/cuda mutations are not meaningful without
-a GPU).  A run of all mutations takes about 1 to 3 minutes per mutation on
-2 cores.
+a GPU).  A header such as table_math.h is in every translation unit, so its
+mutations rebuild everything: several minutes each on 2 busy cores.
 
 Usage:
   python tools/mutate.py                  # every mutation
   python tools/mutate.py --only tables    # ids starting with "tables"
   python tools/mutate.py --list           # the list, and whether each text is found
+  python tools/mutate.py --markdown mutations.md   # also the result table, in Markdown
 Options: --scratch DIR (default: a new folder under /tmp), --keep (leave it),
 --profile dev|ci (HYPOTHESIS_PROFILE, default dev), --timeout SECONDS (per
 test run, default 1200), --python PATH (the interpreter whose packages the
-scratch venv sees, default this one).
+scratch venv sees, default this one), --no-baseline-tests (skip the
+unmutated tree's test run), --deselect TEST.
 
-The mutation texts follow the source closely, so they need updating when
-the source changes: a text that is not in its file (or is there more than
+Each mutation's text is one distinctive line (or expression) of the source,
+so that edits elsewhere in a file leave it valid; when the line itself
+changes the mutation needs updating: a text that is not in its file (or is there more than
 once) is reported as "text not found" / "text ambiguous" and skipped, not
 silently passed.
 """
@@ -55,6 +61,10 @@ class Mutation:
     old: str
     new: str
     description: str
+    first: tuple = ()  # test files (or node ids) likely to catch it: run before the whole set
+    # Why the mutant behaves as the original (a redundant check, say), for a
+    # mutation kept to show that: surviving is then its expected result.
+    equivalent: str = ""
 
 
 MUTATIONS = [
@@ -66,8 +76,8 @@ MUTATIONS = [
         "the checksum compared on its low 16 bits only"),
     Mutation(
         "coder-index-first-run", "src/cpp/coder/codec.cpp",
-        "    if (d == size_t(-1)) return;\n  }\n}",
-        "    return;\n  }\n}",
+        "if (d == size_t(-1)) return;",
+        "return;",
         "broadcast-index validation checks only the first outer run"),
     Mutation(
         "tables-element-cutoff-target", "src/cpp/tables/table_math.h",
@@ -134,7 +144,16 @@ MUTATIONS = [
         "tables-scale-index-upper", "src/cpp/tables/table_math.h",
         "base = base[half] < s ? base + half : base;",
         "base = base[half] <= s ? base + half : base;",
-        "scale_index finds the first table above the scale, not the first not below"),
+        "scale_index finds the first table above the scale, not the first not below",
+        equivalent="the search ends at the last entry below s (the mutant: not above s), then adds 1 if that "
+                   "entry is below s; for s equal to entry j both give j, otherwise both stop at the same entry, "
+                   "so they differ only on repeated entries, and table scales must be strictly increasing "
+                   "(ValueError otherwise)"),
+    Mutation(
+        "tables-scale-indexer-ties", "src/cpp/tables/scale_indexer.h",
+        "while (table_[i] < s) ++i;",
+        "while (table_[i] <= s && i + 1 < n_) ++i;",
+        "the host scale index maps a scale equal to a table entry to the next table"),
     Mutation(
         "tables-det-exp-degree", "src/cpp/tables/detmath.h",
         "for (int k = 13; k >= 1; --k) p = 1.0 + p * r / k;",
@@ -159,7 +178,17 @@ MUTATIONS = [
         "tables-lookup-off-by-one", "src/cpp/tables/tables.cpp",
         "      while (cdf[s + 1] <= slot) ++s;",
         "      while (cdf[s + 1] < slot) ++s;",
-        "the decoder's slot lookup points one symbol too early at boundaries"),
+        "the decoder's slot lookup points one symbol too early at boundaries",
+        equivalent="the lookup is a lower bound that decoders scan forward from: the scalar decoder steps past "
+                   "a symbol ending at the slot (cdf[s + 1] <= slot), and the vector decoders' bucket entry for a "
+                   "first symbol ending at the bucket's start says every slot is past it (end0 - 1 below the "
+                   "bucket), so the next symbol, or the scalar scan, is taken; a cost of one compare, no change "
+                   "in any decoded value"),
+    Mutation(
+        "tables-lookup-one-late", "src/cpp/tables/tables.cpp",
+        "      lookup[b] = static_cast<uint16_t>(s);",
+        "      lookup[b] = static_cast<uint16_t>(s + (b > 0 && s < lengths_[i]));",
+        "the decoder's slot lookup starts one symbol past the first one in a bucket"),
     # --- coder -------------------------------------------------------------------------
     Mutation(
         "coder-padded-varint", "src/cpp/coder/varint.h",
@@ -170,7 +199,11 @@ MUTATIONS = [
         "coder-escape-length", "src/cpp/coder/chunk_kernels.inc",
         'if (nb > kMaxEscapeBits) throw DecodeError("corrupt message: escape length out of range");',
         "",
-        "an escape's length field is not bounded"),
+        "an escape's length field is not bounded",
+        equivalent="a length of 34 to 63 bits makes the code at least 2^34 - 1, so the value is at least 2^33 - 1 "
+                   "beyond the support, outside int32 for any support, and the next check refuses it; the bound "
+                   "also keeps lo - 1 - (u >> 1) from signed overflow at 63 bits, which only a sanitizer build "
+                   "(tools/sanitize.sh) can see"),
     Mutation(
         "coder-escape-int32", "src/cpp/coder/chunk_kernels.inc",
         'if (v < INT32_MIN || v > INT32_MAX) throw DecodeError("corrupt message: escaped value outside int32");',
@@ -181,7 +214,79 @@ MUTATIONS = [
         "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi));",
         "return kEscapeLengthBits + escape_payload_bits(escape_code(v, lo, hi) + 1);",
         "information_content counts some escapes' raw bits wrongly"),
+    Mutation(
+        "coder-escapes-flag-unchecked", "src/cpp/coder/codec.cpp",
+        'if (header.escapes && !escapes) throw DecodeError("corrupt message: escapes flagged, but no chunk has any");',
+        "",
+        "the escapes bit set on a message without escapes is accepted (two encodings of the same values)"),
+    Mutation(
+        "coder-bare-final-state", "src/cpp/coder/codec.cpp",
+        "} else if (stored_checksum != 0) {",
+        "} else if (false) {",
+        "without a checksum, lane 0 of the first chunk may end at any state"),
+    Mutation(
+        "coder-later-chunk-final-state", "src/cpp/coder/codec.cpp",
+        "if (outcomes[c].lane0_end != 0)",
+        "if (false)",
+        "lane 0 of a chunk after the first may end at any state"),
+    Mutation(
+        "coder-required-checksum-ignored", "src/cpp/coder/codec.cpp",
+        "if (header.checksum_bytes < options.min_checksum_bytes)",
+        "if (false)",
+        "decode(..., checksum=True) accepts a message without (or with a shorter) checksum"),
+    Mutation(
+        "coder-context-unhashed", "src/cpp/coder/codec.cpp",
+        "for (size_t i = 0; i < context.size(); i += 8) {",
+        "for (size_t i = 0; i < context.size() && false; i += 8) {",
+        "the checksum covers the context's length but not its bytes"),
+    Mutation(
+        "coder-empty-chunk", "src/cpp/coder/codec.cpp",
+        'if (lengths.back() == 0) throw DecodeError("corrupt message: empty chunk");',
+        "",
+        "the chunk directory may list an empty chunk",
+        equivalent="no chunk of 0 bytes decodes: every chunk holds at least one symbol, and its reader needs a "
+                   "lane state, a start-up count, an escape size or a final state byte before any symbol, so it "
+                   "raises DecodeError (\"truncated message\") for 0 bytes; the check only names the problem "
+                   "sooner"),
+    Mutation(
+        "coder-startup-not-canonical", "src/cpp/coder/chunk_kernels.inc",
+        'if (x >= kStateLow) throw DecodeError("corrupt message: start-up count too large");',
+        "(void)x;",
+        "start-up counts larger than the encoder's are accepted (non-canonical messages)"),
+    Mutation(
+        "coder-padded-final-state", "src/cpp/coder/chunk_kernels.inc",
+        "if ((tail > 1 && t[tail - 1] == 0) || x >= kStateLow)",
+        "if (x >= kStateLow)",
+        "lane 0's final state may carry a zero high byte (non-canonical)"),
+    Mutation(
+        "python-required-checksum-true", "python/featcodec/_coding.py",
+        "        return 1 if checksum or context else 0",
+        "        return 1 if context else 0",
+        "decode(..., checksum=True) does not ask the native layer for a checksum"),
+    Mutation(
+        "python-threads-uncapped", "python/featcodec/_coding.py",
+        "    return min(int(threads), cap)",
+        "    return int(threads)",
+        "threads is not capped at the cores times a small factor"),
+    Mutation(
+        "python-checksum-true-size", "python/featcodec/_coding.py",
+        "        return 4 if checksum else 0",
+        "        return 2 if checksum else 0",
+        "checksum=True writes a 2-byte checksum instead of 4"),
 ]
+
+# Test files most likely to catch a mutation, by id prefix: run on their own
+# first (a caught mutation then costs seconds), then, if they all pass, the
+# whole native test set.  A mutation's own `first` overrides these.
+FIRST_BY_AREA = {
+    "tables-": ("tests/test_tables.py", "tests/test_parametric.py"),
+    "coder-": ("tests/test_decode_errors.py", "tests/test_coding.py"),
+    "python-": ("tests/test_decode_errors.py", "tests/test_coding.py", "tests/test_parametric_coding.py"),
+}
+
+
+def first_tests(m: Mutation) -> tuple:
+    return m.first or next((v for k, v in FIRST_BY_AREA.items() if m.id.startswith(k)), ())
 
 
 # --- running ------------------------------------------------------------------------------
@@ -212,13 +317,20 @@ def source_files(root: Path) -> list[str]:
 
 
 def copy_tree(root: Path, dest: Path) -> None:
+    """Copies the source files into dest.  A file whose text differs from
+    dest's gets a new modification time (not the source's, which may be older
+    than a build of a mutated copy left in a reused --scratch folder), so
+    that the build recompiles it; an unchanged file keeps its time."""
     for rel in source_files(root):
         src = root / rel
         if not src.is_file():
             continue
         target = dest / rel
+        if target.is_file() and target.read_bytes() == src.read_bytes():
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
+        shutil.copyfile(src, target)
+        shutil.copymode(src, target)
 
 
 def base_site_packages(python: str) -> list[str]:
@@ -258,10 +370,25 @@ def native_tests(scratch: Path) -> list[str]:
     return [f for f in FIRST if f in found] + [f for f in found if f not in FIRST]
 
 
-def run_tests(python: Path, scratch: Path, profile: str, timeout: float, deselect: list[str]) -> tuple[str, str]:
-    """("passed" | "failed" | "crashed" | "timeout", the first failing test or a note)."""
+def run_tests(python: Path, scratch: Path, profile: str, timeout: float, deselect: list[str],
+              first: tuple = ()) -> tuple[str, str]:
+    """("passed" | "failed" | "crashed" | "timeout", the first failing test or a note).
+
+    The tests in `first` run on their own first; if they all pass, the whole
+    native test set runs (a mutation survives only that)."""
+    all_tests = native_tests(scratch)
+    first = [t for t in first if t.split("::")[0] in all_tests]
+    for tests in ([first] if first else []) + [all_tests]:
+        status, note = run_pytest(python, scratch, profile, timeout, deselect, tests)
+        if status != "passed":
+            return status, note
+    return "passed", ""
+
+
+def run_pytest(python: Path, scratch: Path, profile: str, timeout: float, deselect: list[str],
+               tests: list[str]) -> tuple[str, str]:
     env = dict(os.environ, HYPOTHESIS_PROFILE=profile)
-    cmd = [str(python), "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *native_tests(scratch)]
+    cmd = [str(python), "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *tests]
     cmd += [f"--deselect={t}" for t in deselect]
     code, out = run_group(cmd, scratch, env, timeout)
     if code is None:
@@ -272,8 +399,10 @@ def run_tests(python: Path, scratch: Path, profile: str, timeout: float, deselec
     if failed:
         return "failed", failed.group(1)
     if code < 0 or "Fatal Python error" in out or "Segmentation fault" in out:
-        last = [line for line in out.splitlines() if line.strip()][-1:] or [""]
-        return "crashed", f"signal {-code}" if code < 0 else last[0][:80]
+        # faulthandler's traceback names the test that was running.
+        frames = re.findall(r'File "[^"]*/(tests/[^"]+\.py)", line \d+ in (test_\w+)', out)
+        where = f" in {frames[-1][0]}::{frames[-1][1]}" if frames else ""
+        return "crashed", (f"signal {-code}" if code < 0 else "fatal error") + where
     return "failed", (out.strip().splitlines() or ["?"])[-1][:100]
 
 
@@ -285,22 +414,101 @@ def locate(root: Path, m: Mutation) -> str:
     return "ok" if count == 1 else "text not found" if count == 0 else f"text ambiguous ({count} matches)"
 
 
+def tree_version() -> str:
+    """The commit the scratch copy is taken from, and whether the tree differs from it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def markdown_table(rows: list, profile: str, command: str, done: bool, version: str, started: float) -> str:
+    caught = sum(r == "caught" for _, r, _ in rows)
+    skipped = sum(r == "SKIPPED" for _, r, _ in rows)
+    equivalent = sum(r == "survived" and m.equivalent != "" for m, r, _ in rows)
+    lines = [
+        f"Mutation run started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))} over commit {version}: "
+        f"`{command}`, HYPOTHESIS_PROFILE={profile}, "
+        f"native test set (tests/ without split/, entropy/, cuda/).{'' if done else ' (In progress.)'}",
+        "",
+        f"{caught} of {len(rows) - skipped} caught" + (f", {equivalent} equivalent (survived, as expected)"
+                                                       if equivalent else "")
+        + (f", {skipped} skipped (text not found)" if skipped else "") + ".",
+        "",
+        "| mutation | file | what it breaks | result |",
+        "|---|---|---|---|",
+    ]
+    for m, result, note in rows:
+        outcome = result if not note else f"{result}: {note}"
+        if result == "caught":
+            outcome = f"caught ({note})" if note.startswith(("crashed", "timeout")) else f"caught by {note}"
+        if result == "survived" and m.equivalent:
+            outcome = f"survived, equivalent: {m.equivalent}"
+        lines.append(f"| {m.id} | {m.file} | {m.description} | {outcome.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+ROW = re.compile(r"^(\S+) +(caught|survived|SKIPPED) +(.*?)  \(\d+ s\)$")
+
+
+def combine(logs: list[str], profile: str, markdown: Optional[str]) -> int:
+    """One table from the output of several runs (say, the whole list, then
+    the mutations added or tests changed since), in the list's order."""
+    found, commands = {}, []
+    for log in logs:
+        text = Path(log).read_text()
+        commands += re.findall(r"^Mutation run (?:started|of) .*?: `([^`]*)`", text, re.MULTILINE)
+        for line in text.splitlines():
+            row = ROW.match(line)
+            if row:
+                found[row.group(1)] = (row.group(2), "" if row.group(3) == "passed" else row.group(3))
+    by_id = {m.id: m for m in MUTATIONS}
+    rows = [(by_id[i], *found[i]) for i in by_id if i in found]
+    unknown = sorted(set(found) - set(by_id))
+    table = markdown_table(rows, profile, " + ".join(commands) or "?", True, tree_version(), time.time())
+    table = table.replace("Mutation run started", "Combined table written", 1)
+    if unknown:
+        table += f"\nRows for mutations no longer in the list, left out: {', '.join(unknown)}\n"
+    if markdown:
+        Path(markdown).write_text(table)
+    print(table)
+    return 0 if all(r != "survived" or m.equivalent for m, r, _ in rows) else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated id prefixes")
+    parser.add_argument("--only", default="", help="comma-separated id prefixes, run in the order given")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--scratch")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", default="dev")
     parser.add_argument("--timeout", type=float, default=1200.0)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--markdown", help="write the result table (Markdown) to this file, updated as it runs")
     parser.add_argument("--deselect", action="append", default=[], help="a test to leave out (pytest's --deselect)")
     parser.add_argument("--no-baseline-tests", action="store_true",
                         help="build the unmutated tree but do not run its tests first")
+    parser.add_argument("--combine", nargs="+", metavar="LOG",
+                        help="no run: the table of earlier runs' printed output (a later log's row wins)")
     args = parser.parse_args(argv)
+    command = "python tools/mutate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # Started in the background, a shell ignores SIGINT: take it (and SIGTERM)
+    # back, so that an interrupted run still restores the scratch copy and
+    # kills its builds and tests.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    if args.combine:
+        return combine(args.combine, args.profile, args.markdown)
 
     prefixes = [p for p in args.only.split(",") if p]
-    chosen = [m for m in MUTATIONS if not prefixes or m.id.startswith(tuple(prefixes))]
+    chosen = [m for p in prefixes for m in MUTATIONS if m.id.startswith(p)] if prefixes else list(MUTATIONS)
+    chosen = list(dict.fromkeys(chosen))
     if args.list:
         for m in chosen:
             print(f"{m.id:<34} {locate(REPO, m):<16} {m.file}: {m.description}")
@@ -308,9 +516,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="featcodec-mutate-"))
     print(f"scratch copy: {scratch}", flush=True)
+    version, started = tree_version(), time.time()
     copy_tree(REPO, scratch)
     python = make_venv(scratch, args.python)
     rows = []
+
+    def report(done: bool) -> None:
+        if args.markdown:
+            Path(args.markdown).write_text(markdown_table(rows, args.profile, command, done, version, started))
+
     try:
         ok, log = build(python, scratch)
         if not ok:
@@ -334,26 +548,26 @@ def main(argv: Optional[list[str]] = None) -> int:
                 try:
                     ok, log = build(python, scratch)
                     if not ok:
-                        rows.append((m, "caught", "build failed"))
+                        rows.append((m, "caught", "the build (it does not compile)"))
                     else:
-                        status, note = run_tests(python, scratch, args.profile, args.timeout, args.deselect)
+                        status, note = run_tests(python, scratch, args.profile, args.timeout, args.deselect,
+                                                 first_tests(m))
                         rows.append((m, "survived" if status == "passed" else "caught",
                                      note if status == "failed" else f"{status}: {note}" if note else status))
                 finally:
                     path.write_text(original)
                     os.utime(path)  # newer than the mutated build, so the next build recompiles it
             print(f"{m.id:<34} {rows[-1][1]:<9} {rows[-1][2]}  ({time.time() - start:.0f} s)", flush=True)
+            report(done=False)
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    print("\n| mutation | file | result | caught by |\n|---|---|---|---|")
-    for m, result, note in rows:
-        print(f"| {m.id}: {m.description} | {m.file} | {result} | {note} |")
-    caught = sum(r == "caught" for _, r, _ in rows)
+    report(done=True)
+    print("\n" + markdown_table(rows, args.profile, command, True, version, started))
+    missed = [m.id for m, r, _ in rows if r == "survived" and not m.equivalent]
     skipped = sum(r == "SKIPPED" for _, r, _ in rows)
-    print(f"\n{caught} of {len(rows) - skipped} caught, {skipped} skipped (text not found)")
-    return 0 if caught == len(rows) - skipped and not skipped else 1
+    return 0 if not missed and not skipped else 1
 
 
 if __name__ == "__main__":
