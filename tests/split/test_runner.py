@@ -37,7 +37,7 @@ def searched(tmp_path_factory, digits_cache):
     folder = tmp_path_factory.mktemp("search")
     config = digits_config(folder)
     out = folder / "out"
-    assert cli.main(["search", str(config), "--out", str(out), "--threads", "2"]) == 0
+    assert cli.main(["search", str(config), "--out", str(out), "--threads", "1"]) == 0
     return config, out
 
 
