@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from featcodec.codec import FeatureCodec
+from featcodec.codec import FeatureCodec, fit_prior
 from featcodec.split import (SplitModel, TrainConfig, Trainer, cr_bq_student, entropic_student, evaluate,
                              hyperprior_rate, latency_report, make_unit, pareto_frontier, split, stages)
-from featcodec.codec import fit_prior
 from featcodec.split.demo import default_cache_dir, digits_datasets
 from featcodec.split.recipes import train_cr_bq, train_student_stage1, train_student_stage2
 
