@@ -18,6 +18,16 @@ from featcodec.split.units import make_unit, parameter_count
 PIXELS = demo.IMAGE_SIZE ** 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These tests code one image at a time through tiny networks: on cores shared with other jobs a
+    second thread's hand-offs cost far more than it computes (the search here ran 9 times faster)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory, digits_cache):
     out = tmp_path_factory.mktemp("demo")
