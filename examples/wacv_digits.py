@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from featcodec.codec import FeatureCodec
+from featcodec.codec import FeatureCodec, fit_prior
 from featcodec.split import (SplitModel, TrainConfig, Trainer, cr_bq_student, entropic_student, evaluate,
                              hyperprior_rate, latency_report, make_unit, pareto_frontier, split, stages)
-from featcodec.split.demo import default_cache_dir, digits_datasets, fit_coding_prior, DemoSettings
+from featcodec.split.demo import default_cache_dir, digits_datasets
 from featcodec.split.recipes import train_cr_bq, train_student_stage1, train_student_stage2
 
 SIZE = 32
@@ -96,7 +96,7 @@ def cvpr_bottleneck(teacher, train, test, epochs: int, lam: float) -> Row:
                          gamma=0.2, progress=False)
     Trainer(model, config, pixels_per_item=PIXELS).fit(loader_of(features))
     model.eval()
-    prior = fit_coding_prior(unit, features, 1.0, DemoSettings(prior_epochs=4), progress=False)
+    prior = fit_prior(unit, features.tensors[0], 1.0, epochs=4, progress=False)
     codec = FeatureCodec(unit.encoder, unit.decoder, prior, 1.0)
     accuracy, bpp = coded(lambda x: codec.encode(head(x)), lambda d: tail(codec.decode(d)), test)
     return "CVPR bottleneck (frozen)", f"lambda={lam:g}", accuracy, bpp

@@ -11,7 +11,7 @@ commands:
   search CONFIG    Optuna search over (C_r, S, lambda, Q): trials, Pareto frontier, plot, rate bank
   train CONFIG     train the config's one bottleneck and measure its true bpp
   evaluate CONFIG  measure saved units (default: the run's frontier) and the image-codec baselines
-  demo             train bottleneck units on scikit-learn's digits, code the test set, plot accuracy vs bpp
+  demo             the CVPR 2023 comparisons on scikit-learn's digits through the search runner (true bpp)
   serve            serve split inference over gRPC: decode rate-bank messages, run the network's tail
 
 Run `featcodec COMMAND --help` for a command's options; under torchrun, search and train use DDP.

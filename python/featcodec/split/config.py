@@ -30,6 +30,7 @@ Sections (every key optional unless marked; see examples/*.toml)::
     channels, stride, lam, q_step   # the point `featcodec train` trains
     optimizer, lr, momentum, weight_decay, step_size, gamma, epochs, batch_size, seed
     prior_epochs = 2            # epochs fitting the coding prior to a trained unit's code
+    prior_images = 4096         # the prior is fitted to the code of at most this many training images
     device = "auto"             # "auto", "cpu" or "cuda"
 
     [search]
@@ -112,6 +113,7 @@ class TrainSection:
     batch_size: int = 96
     seed: int = 0
     prior_epochs: int = 2
+    prior_images: int = 4096
     device: str = "auto"
 
 
@@ -258,7 +260,8 @@ def _check(config: RunConfig) -> None:
     if train.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"[train] device must be 'auto', 'cpu' or 'cuda', got {train.device!r}")
     _positive("train", channels=train.channels, stride=train.stride, lam=train.lam, q_step=train.q_step,
-              lr=train.lr, epochs=train.epochs, batch_size=train.batch_size, prior_epochs=train.prior_epochs)
+              lr=train.lr, epochs=train.epochs, batch_size=train.batch_size, prior_epochs=train.prior_epochs,
+              prior_images=train.prior_images)
     if search.sampler not in SAMPLERS:
         raise ValueError(f"[search] sampler must be one of {SAMPLERS}, got {search.sampler!r}")
     if search.preset is not None and search.preset not in PRESETS:

@@ -57,6 +57,7 @@ the export; a method never writes outside ``folder``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -64,7 +65,7 @@ import pathlib
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import optuna
@@ -412,30 +413,39 @@ def method_of(config: RunConfig) -> Method:
 
 
 def fit_coding_prior(run: Run, model: SplitModel, epochs: int) -> Any:
-    """A FactorizedPrior fitted to the trained unit's code on the training set, tables built."""
-    from ..entropy import FactorizedPrior, estimate_bits
+    """A FactorizedPrior fitted to the trained unit's code, tables built (:func:`featcodec.codec.fit_prior`).
 
-    torch.manual_seed(run.config.train.seed)
+    The code of at most ``[train] prior_images`` training images is computed
+    once (head and encoder in eval mode) and the prior's epochs run over
+    it: a per-channel density needs far fewer samples than the unit's
+    training, and the head is not run again for every epoch.
+    """
+    from ..codec import fit_prior
+
     unit: Any = model.unit
-    prior = FactorizedPrior(unit.out_channels).to(run.device).train()
-    # The tail quantiles only bound the tables' support; a larger step settles them in few epochs.
-    density = [p for n, p in prior.named_parameters() if n != "quantiles"]
-    optimizer = torch.optim.Adam([{"params": density, "lr": 1e-2}, {"params": [prior.quantiles], "lr": 0.1}])
-    loader = DataLoader(run.data.train, batch_size=run.config.train.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(run.config.train.seed),
+    t = run.config.train
+    count = min(len(run.data.train), t.prior_images)  # type: ignore[arg-type]
+    loader = DataLoader(Subset(run.data.train, range(count)), batch_size=t.batch_size,
                         num_workers=run.config.data.workers)
-    for _ in range(epochs):
+    codes = []
+    with torch.no_grad():
         for batch in loader:
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
-            with torch.no_grad():
-                code = unit.encode(feature_of(run.head(images.to(run.device))))
-            _, likelihoods = prior(code, q_step=model.q_step)
-            loss = estimate_bits(likelihoods) / code.numel() + prior.aux_loss()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    prior.eval().update_tables()
-    return prior
+            codes.append(unit.encode(feature_of(run.head(images.to(run.device)))))
+    return fit_prior(nn.Identity(), torch.cat(codes), model.q_step, epochs=epochs, batch_size=t.batch_size,
+                     seed=t.seed, progress=False)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Runs torch on one thread inside: coding one image's message is a chain of tiny ops, and a thread
+    pool's hand-offs cost more than they compute (on a shared 2-core machine, ten times over)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class CodedNetwork(nn.Module):
@@ -459,9 +469,10 @@ class CodedNetwork(nn.Module):
         feature = feature_of(crossing)
         outputs = []
         for i in range(feature.shape[0]):
-            data = self.codec.encode(feature[i:i + 1])
+            with one_thread():
+                data = self.codec.encode(feature[i:i + 1])
+                decoded = self.codec.decode(data)
             self.bits += 8 * len(data)
-            decoded = self.codec.decode(data)
             outputs.append(logits_of(self.tail(with_feature(crossing, decoded))))
         code = self.codec.encoder(feature)
         self.prior_bits += float(estimate_bits(self.codec.entropy_model(code, q_step=self.codec.q_step)[1]))
