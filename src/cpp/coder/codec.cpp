@@ -137,7 +137,13 @@ void finish_chunk(Message::Chunk& part, bool escapes, bool compact) {
 // A thread that cannot be started (a process or memory limit) leaves the
 // work to the threads that could.
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& task) {
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  if (threads <= 1 || n <= 1) {  // the usual small message: no need to ask for the core count
+    for (int64_t c = 0; c < n; ++c) task(c);
+    return;
+  }
+  // Asked once: hardware_concurrency() reads /sys on Linux, several microseconds,
+  // as long as coding a 100-symbol message.
+  static const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>({int64_t{threads}, n, cores * kThreadsPerCore}));
   if (workers == 1) {
     for (int64_t c = 0; c < n; ++c) task(c);
