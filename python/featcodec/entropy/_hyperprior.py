@@ -58,7 +58,7 @@ class Hyperprior(CompressAINames, nn.Module):
         self.h_a = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, hyper_channels, 1)
         )
-        self.h_s = nn.Sequential(
+        self.h_s: nn.Module = nn.Sequential(
             nn.ConvTranspose2d(hyper_channels, channels, 1), nn.ReLU(),
             nn.ConvTranspose2d(channels, channels, 3, padding=1), nn.Softplus(),
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import struct
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -340,7 +340,7 @@ class _ImageCodec(nn.Module):
     tail_mode = TailMode.FROZEN  # the task network behind it is unchanged
     g_a: nn.Module
     g_s: ImageSynthesis
-    prior: nn.Module
+    prior: Union[FactorizedPrior, MeanScaleHyperprior]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
         """(x_hat, likelihoods): noise or rounding by the mode; the rate is ``estimate_bits(likelihoods)``."""
@@ -356,7 +356,7 @@ class _ImageCodec(nn.Module):
         try:
             tabled.tables
         except StaleTablesError:
-            self.prior.update_tables()  # type: ignore[operator]
+            self.prior.update_tables()
         return FeatureCodec(self.g_a, self.g_s, self.prior, model_id=model_id,  # type: ignore[arg-type]
                             checksum=checksum)
 
