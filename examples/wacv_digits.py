@@ -203,8 +203,8 @@ def main() -> None:
     if kept is not None:
         student, codec = kept
         images = list(test.tensors[0][:20])
-        report = latency_report(lambda x: student.client(x, codec), lambda d: student.server(d, codec), images)
-        print("\nentropic student (first beta), " + report.format())
+        latency = latency_report(lambda x: student.client(x, codec), lambda d: student.server(d, codec), images)
+        print("\nentropic student (first beta), " + latency.format())
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
