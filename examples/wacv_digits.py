@@ -146,6 +146,22 @@ def plot(rows: List[Row], baseline: float, path: pathlib.Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def report(rows: List[Row], baseline: float, out: pathlib.Path) -> None:
+    """Writes wacv_digits.csv and wacv_digits.png under ``out`` and prints the table with each method's frontier."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "wacv_digits.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "setting", "accuracy", "true_bpp"])
+        writer.writerows([(m, s, f"{a:.4f}", f"{b:.4f}") for m, s, a, b in rows])
+    plot(rows, baseline, out / "wacv_digits.png")
+    print("\n| method | setting | accuracy | true bpp | on its frontier |\n|---|---|---|---|---|")
+    for method in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == method]
+        front = set(pareto_frontier([(r[2], r[3]) for r in mine]))
+        for i, r in enumerate(mine):
+            print(f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {'yes' if i in front else ''} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs per method and point")
@@ -154,6 +170,9 @@ def main() -> None:
     parser.add_argument("--lambdas", type=float, nargs="*", default=[0.01, 0.1, 1.0, 10.0])
     parser.add_argument("--betas", type=float, nargs="*", default=[0.3, 3.0, 30.0, 300.0])
     parser.add_argument("--channels", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--merge", type=pathlib.Path, nargs="*", default=None,
+                        help="instead of training: tabulate and plot the rows of these wacv_digits.csv files "
+                             "(from runs that each trained some of the methods, e.g. in parallel)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     started = time.perf_counter()
@@ -161,6 +180,11 @@ def main() -> None:
     teacher = teacher_network(train, args.teacher_epochs)
     baseline = evaluate(teacher, DataLoader(test, batch_size=256))["accuracy"]
     print(f"ResNet-18 on digits {SIZE}x{SIZE}: test accuracy {baseline:.4f} ({time.perf_counter() - started:.0f} s)")
+    if args.merge is not None:
+        rows = [(r["method"], r["setting"], float(r["accuracy"]), float(r["true_bpp"]))
+                for path in args.merge for r in csv.DictReader(open(path))]
+        report(rows, baseline, args.out)
+        return
     rows: List[Row] = []
     for lam in args.lambdas:
         rows.append(cvpr_bottleneck(teacher, train, test, args.epochs, lam))
@@ -175,23 +199,12 @@ def main() -> None:
         rows.append(cr_bq_point(teacher, train, test, args.epochs, channels))
         print(rows[-1], f"{time.perf_counter() - started:.0f} s", flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "wacv_digits.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["method", "setting", "accuracy", "true_bpp"])
-        writer.writerows([(m, s, f"{a:.4f}", f"{b:.4f}") for m, s, a, b in rows])
-    plot(rows, baseline, args.out / "wacv_digits.png")
-    print("\n| method | setting | accuracy | true bpp | on its frontier |\n|---|---|---|---|---|")
-    for method in dict.fromkeys(r[0] for r in rows):
-        mine = [r for r in rows if r[0] == method]
-        front = set(pareto_frontier([(r[2], r[3]) for r in mine]))
-        for i, r in enumerate(mine):
-            print(f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {'yes' if i in front else ''} |")
+    report(rows, baseline, args.out)
     if kept is not None:
         student, codec = kept
         images = list(test.tensors[0][:20])
-        report = latency_report(lambda x: student.client(x, codec), lambda d: student.server(d, codec), images)
-        print("\nentropic student (first beta), " + report.format())
+        latency = latency_report(lambda x: student.client(x, codec), lambda d: student.server(d, codec), images)
+        print("\nentropic student (first beta), " + latency.format())
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from featcodec.entropy import FactorizedPrior, Hyperprior
+from featcodec.entropy import FactorizedPrior, Hyperprior, MeanScaleHyperprior
 
 
 @functools.lru_cache(maxsize=None)
@@ -23,5 +23,14 @@ def hyperprior(channels: int, seed: int = 0) -> Hyperprior:
     """A random-weight Hyperprior in eval mode, with tables."""
     torch.manual_seed(seed)
     model = Hyperprior(channels).eval()
+    model.update_tables()
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def mean_scale(channels: int, hyper_channels: int = 6, seed: int = 0) -> MeanScaleHyperprior:
+    """A random-weight MeanScaleHyperprior in eval mode, with tables."""
+    torch.manual_seed(seed)
+    model = MeanScaleHyperprior(channels, hyper_channels).eval()
     model.update_tables()
     return model

@@ -13,8 +13,10 @@ from featcodec.split.recipes import kd_loss, train_student_stage1, train_student
 from featcodec.split.stages import StageConfig, StageTrainer  # noqa: E402
 from featcodec.split.student import entropic_student  # noqa: E402
 
+from .tiny_networks import tiny_deeplab, tiny_resnet  # noqa: E402
 
-def _loader(n=4, size=40, classes=1000, batch=2, seed=0):
+
+def _loader(n=2, size=33, classes=10, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(n, 3, size, size, generator=g)
     labels = torch.randint(0, classes, (n,), generator=g)
@@ -62,31 +64,58 @@ def test_kd_loss_per_pixel_for_segmentation_logits():
     assert float(kd_loss(s, t, None, 0.0)) == pytest.approx(float(kd_loss(flat_s, flat_t, None, 0.0)), rel=1e-5)
 
 
-def test_stage1_changes_only_encoder_decoder_and_prior(resnet50):
-    torch.manual_seed(3)
-    student = entropic_student(resnet50, latent_channels=4)
+def test_stage1_changes_only_encoder_decoder_and_prior():
+    teacher = tiny_resnet(seed=3)
+    student = entropic_student(teacher, latent_channels=4)
     before = _snapshot(student)
-    teacher_before = _snapshot(resnet50)
+    teacher_before = _snapshot(teacher)
     config = stages.student_stage1(epochs=1, progress=False, milestones=())
-    history = train_student_stage1(student, resnet50, _loader(n=2), config)
+    history = train_student_stage1(student, teacher, _loader(), config)
     after = _snapshot(student)
     assert len(history) == 1 and history[0].terms["distortion"] > 0
     mine = ("network.layer1.encoder.", "network.layer1.decoder.", "network.layer1.prior.")
     for prefix in mine:
         assert _changed(before, after, prefix), prefix
-    for key in before:
-        if not key.startswith(mine):
-            assert torch.equal(before[key], after[key]), key
-    assert all(torch.equal(teacher_before[k], v) for k, v in resnet50.state_dict().items())
+    others = [key for key in before if not key.startswith(mine)]
+    assert any(k.startswith("network.layer4.") for k in others) and any(k.endswith("running_mean") for k in others)
+    for key in others:  # weights and BatchNorm statistics alike
+        assert torch.equal(before[key], after[key]), key
+    assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items())
 
 
-def test_stage2_freezes_encoder_and_prior_and_tunes_the_rest(resnet50):
-    torch.manual_seed(4)
-    student = entropic_student(resnet50, latent_channels=4)
+def test_stage1_loss_is_the_squared_error_to_the_teacher_plus_beta_bits():
+    """The logged loss of one batch equals a direct computation from that pass's restored features and
+    likelihoods (caught by hooks, before the optimizer steps) and the teacher's own layer1 output."""
+    from featcodec.split import split
+
+    teacher = tiny_resnet(seed=9)
+    student = entropic_student(teacher, latent_channels=4)
+    fresh_prior = copy.deepcopy(student.prior)
+    seen = {}
+    student.bottleneck.register_forward_hook(lambda m, i, out: seen.__setitem__("restored", out.detach().clone()))
+    student.prior.register_forward_hook(lambda m, i, out: seen.__setitem__("likelihoods", out[1].detach().clone()))
+    loader = _loader(n=2, batch=2, seed=3)
+    config = stages.student_stage1(epochs=1, progress=False, milestones=(), beta=0.7)
+    history = train_student_stage1(student, teacher, loader, config)
+
+    images = next(iter(loader))[0]
+    with torch.no_grad():
+        target = split(teacher, "layer1")[0](images)
+    distortion = float(((seen["restored"] - target) ** 2).sum()) / 2
+    bits = float(-torch.log2(seen["likelihoods"]).sum()) / 2
+    assert history[0].terms["distortion"] == pytest.approx(distortion, rel=1e-5)
+    assert history[0].terms["bits_per_image"] == pytest.approx(bits, rel=1e-5)
+    aux = float(fresh_prior.aux_loss().detach())
+    assert history[0].loss == pytest.approx(distortion + 0.7 * bits + aux, rel=1e-5)
+
+
+def test_stage2_freezes_encoder_and_prior_and_tunes_the_rest():
+    teacher = tiny_resnet(seed=4)
+    student = entropic_student(teacher, latent_channels=4)
     student.prior.update_tables()
     before = _snapshot(student)
     config = stages.student_stage2(epochs=1, progress=False, lr=1e-2)
-    train_student_stage2(student, resnet50, _loader(n=2), config)
+    train_student_stage2(student, teacher, _loader(), config)
     after = _snapshot(student)
     for prefix in ("network.layer1.encoder.", "network.layer1.prior."):
         keys = [k for k in before if k.startswith(prefix)]
@@ -156,11 +185,7 @@ def test_presets_hold_the_papers_numbers():
 
 
 def test_stage2_segmentation_trains_the_auxiliary_head_faster():
-    import torchvision
-
-    torch.manual_seed(7)
-    deeplab = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=5,
-                                                                 aux_loss=True).eval()
+    deeplab = tiny_deeplab(num_classes=5, seed=7)
     student = entropic_student(deeplab, latent_channels=4)
     before = _snapshot(student)
     g = torch.Generator().manual_seed(8)
@@ -184,5 +209,6 @@ def test_stage2_segmentation_trains_the_auxiliary_head_faster():
     after = _snapshot(student)
     for prefix in ("network.backbone.layer1.encoder.", "network.backbone.layer1.prior."):
         assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
-    for prefix in ("network.aux_classifier.", "network.classifier.", "network.backbone.layer1.decoder."):
+    for prefix in ("network.aux_classifier.", "network.classifier.", "network.backbone.layer1.decoder.",
+                   "network.backbone.layer3."):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix

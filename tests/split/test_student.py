@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
@@ -40,11 +39,17 @@ def _teacher_layer1(model, name, x):
 def test_decoder_output_has_layer1_shape_resnet(resnet50, resnet_student, size):
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
-        out = resnet_student(x)
+        restored = resnet_student.bottleneck(x)
         want = _teacher_layer1(resnet50, "layer1", x)
-    assert out.restored.shape == want.shape
+    assert restored.shape == want.shape
     assert tuple(want.shape[-2:]) == stem_size(size)
-    assert out.output.shape == (1, 1000)
+
+
+def test_student_runs_the_whole_network(resnet_student):
+    with torch.no_grad():
+        out = resnet_student(torch.randn(1, 3, 37, 45))
+    assert out.output.shape == (1, 1000) and out.restored.shape == (1, 256, 10, 12)
+    assert out.latent.shape == (1, 8, 9, 11) and float(out.rate) > 0
 
 
 @pytest.mark.parametrize("size", SIZES[1:3])
@@ -95,29 +100,36 @@ def test_bitstream_decodes_to_the_students_output(which, resnet_student, deeplab
     assert torch.equal(served, direct_out)  # same symbols, same modules, same order of operations
 
 
-def test_bitstream_decodes_in_a_fresh_process(tmp_path: pathlib.Path, resnet_student):
+def test_bitstream_decodes_in_a_fresh_process(tmp_path: pathlib.Path):
     """The receiver loads the codec artifact (FeatureCodec.save: safetensors + JSON) and the tuned tail's
-    weights, decodes the bytes and runs the tail; nothing is unpickled."""
+    weights, decodes the bytes and runs the tail; nothing is unpickled.  The network is a small ResNet
+    (tests/split/tiny_networks.py) so that the second process starts quickly."""
     from safetensors.torch import save_file
 
+    from .tiny_networks import tiny_resnet
+
+    torch.manual_seed(5)
+    student = entropic_student(tiny_resnet(seed=4), latent_channels=8).eval()
     x = torch.randn(1, 3, 48, 40, generator=torch.Generator().manual_seed(8))
-    codec = resnet_student.codec()
-    data = resnet_student.client(x, codec)
+    codec = student.codec()
+    data = student.client(x, codec)
     codec.save(tmp_path / "codec")
-    tail = {k: v.contiguous() for k, v in resnet_student.network.state_dict().items() if not k.startswith("layer1.")}
+    tail = {k: v.contiguous() for k, v in student.network.state_dict().items() if not k.startswith("layer1.")}
     save_file(tail, str(tmp_path / "tail.safetensors"))
     (tmp_path / "message.bin").write_bytes(data)
     with torch.no_grad():
         expected_features = codec.decode(data)
-        expected = resnet_student(x).output
+        expected = student(x).output
     script = f"""
-import torch, torchvision
+import sys, torch
+sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})
 from safetensors.torch import load_file
 from featcodec.codec import FeatureCodec
 from featcodec.split import entropic_student
+from tiny_networks import tiny_resnet
 torch.set_num_threads(2)
 codec = FeatureCodec.load({str(tmp_path / 'codec')!r})
-student = entropic_student(torchvision.models.resnet50(weights=None), latent_channels=8).eval()
+student = entropic_student(tiny_resnet(seed=99), latent_channels=8).eval()  # other weights until loaded
 student.network.load_state_dict(load_file({str(tmp_path / 'tail.safetensors')!r}), strict=False)
 data = open({str(tmp_path / 'message.bin')!r}, 'rb').read()
 features = codec.decode(data)

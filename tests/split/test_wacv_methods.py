@@ -20,18 +20,20 @@ def weights(tmp_path_factory):
     return path
 
 
-def _config(tmp_path, weights, method):
+def _config(tmp_path, weights, method, **options):
     one = {"epochs": 1, "batch_size": 4}
     raw = {"network": {"name": "resnet18", "weights": str(weights), "split": "layer1", "num_classes": 10},
            "data": {"kind": "digits", "limit_train": 4, "limit_val": 2},
            "train": {"method": method, "lam": 1.0, "channels": 2, "seed": 0},
-           "method": {"latent_channels": 4, "codec_channels": 8, "stage1": one, "stage2": one, "stage": one}}
+           "method": {"latent_channels": 4, "codec_channels": 8, "stage1": one, "stage2": one, "stage": one,
+                      **options}}
     return parse_config(raw, tmp_path)
 
 
-@pytest.mark.parametrize("method", ["entropic_student", "end_to_end", "cr_bq", "input_codec"])
-def test_method_trains_saves_and_its_bits_are_the_messages(tmp_path, weights, method):
-    config = _config(tmp_path, weights, method)
+@pytest.mark.parametrize("method, options", [("entropic_student", {}), ("end_to_end", {}), ("cr_bq", {}),
+                                             ("input_codec", {}), ("input_codec", {"codec": "mean_scale"})])
+def test_method_trains_saves_and_its_bits_are_the_messages(tmp_path, weights, method, options):
+    config = _config(tmp_path, weights, method, **options)
     run = runner.Run.build(config)
     row = runner.train(config, tmp_path / "out", run=run)
     assert row["method"] == method and 0.0 <= row["metric"] <= 1.0
@@ -42,6 +44,17 @@ def test_method_trains_saves_and_its_bits_are_the_messages(tmp_path, weights, me
     images = torch.stack([run.data.val[i][0] for i in range(len(run.data.val))])
     bits = sum(8 * len(codec.encode(images[i:i + 1])) for i in range(len(images)))
     assert row["true_bpp"] == pytest.approx(bits / (len(images) * 32 * 32), rel=1e-12)
+    if options.get("codec") == "mean_scale":
+        from featcodec.entropy import MeanScaleHyperprior
+
+        assert isinstance(model.prior, MeanScaleHyperprior)
+
+
+def test_input_codec_names_its_codec(tmp_path, weights):
+    config = _config(tmp_path, weights, "input_codec", codec="jpeg2000")
+    run = runner.Run.build(config)
+    with pytest.raises(ValueError, match="codec must be one of"):
+        runner.method_of(config).build(run, {"lam": 1.0, "channels": 8})
 
 
 def test_search_draws_the_knob(tmp_path, weights):

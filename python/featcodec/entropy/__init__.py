@@ -3,6 +3,7 @@
 - :class:`FactorizedPrior`: a learned density per channel.
 - :class:`GaussianConditional`: per-element Gaussians from a scale family.
 - :class:`Hyperprior`: the neural rate estimator (and a coder with side information).
+- :class:`MeanScaleHyperprior`: a hyperprior that predicts means as well (Minnen et al., NeurIPS 2018).
 
 FactorizedPrior and Hyperprior follow :class:`EntropyCoder`, the protocol the
 feature codec codes with; coding never changes a module's mode or buffers.
@@ -16,7 +17,7 @@ actual bytes.  Needs PyTorch (``import featcodec`` itself does not).
 from ._base import ChecksumOption, ChecksumRequirement, EntropyModel, StaleTablesError, checksum_size, estimate_bits
 from ._factorized import FactorizedPrior
 from ._gaussian import GaussianConditional, default_scale_table
-from ._hyperprior import Hyperprior
+from ._hyperprior import Hyperprior, MeanScaleHyperprior
 from ._ledger import GAP_CAUSES, PartLedger, RateReport
 from ._protocol import EntropyCoder
 from ._quantizer import QUANTIZE_MODES, dequantize, quantize, symbols_of
@@ -30,6 +31,7 @@ __all__ = [
     "GAP_CAUSES",
     "GaussianConditional",
     "Hyperprior",
+    "MeanScaleHyperprior",
     "PartLedger",
     "QUANTIZE_MODES",
     "RateReport",

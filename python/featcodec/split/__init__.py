@@ -30,8 +30,8 @@ from .search import (CLASSIFICATION, PRESETS, SEGMENTATION, SearchPoint, SearchR
                      pareto_frontier)
 from .train import EpochStats, TrainConfig, Trainer, evaluate, logits_of, task_loss
 from . import recipes, stages
-from .neural_baselines import (CRBQStudent, FactorizedPriorImageCodec, QuantizedBottleneck, Uint8Codec, cr_bq_student,
-                        end_to_end_student)
+from .neural_baselines import (CRBQStudent, FactorizedPriorImageCodec, MeanScaleImageCodec, QuantizedBottleneck,
+                               Uint8Codec, cr_bq_student, end_to_end_student)
 from .gdn import GDN
 from .latency import LORA_KBPS, LatencyReport, latency_report, transfer_seconds
 from .recipes import (kd_loss, train_cr_bq, train_end_to_end, train_entropic_student, train_input_codec,
@@ -43,7 +43,7 @@ from .units import (DEFAULT_KIND, UNIT_KINDS, BottleneckUnit, IdentityUnit, Stag
 
 __all__ = [
     "CRBQStudent", "EntropicStudent", "FactorizedPriorImageCodec", "GDN", "LORA_KBPS", "LatencyReport",
-    "QuantizedBottleneck", "StageConfig", "StageTrainer", "StudentOutput", "TailMode", "Uint8Codec", "cr_bq_student",
+    "MeanScaleImageCodec", "QuantizedBottleneck", "StageConfig", "StageTrainer", "StudentOutput", "TailMode", "Uint8Codec", "cr_bq_student",
     "end_to_end_student", "entropic_student", "kd_loss", "latency_report", "recipes", "stages", "tail_mode_of",
     "train_cr_bq", "train_end_to_end", "train_entropic_student", "train_input_codec", "train_student_stage1",
     "train_student_stage2", "transfer_seconds",

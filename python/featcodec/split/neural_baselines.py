@@ -11,10 +11,11 @@
   is; :class:`Uint8Codec` writes those messages.
 * the end-to-end baseline (Singh et al., ICIP 2020) is the entropic student
   trained from scratch: :func:`end_to_end_student`.
-* :class:`FactorizedPriorImageCodec`: a neural codec of the input image
-  (Balle et al., ICLR 2018: four 5x5/2 convolutions with GDN, a factorized
-  prior), coded by :class:`featcodec.codec.FeatureCodec`; the unchanged
-  network then runs on the decoded image.
+* :class:`FactorizedPriorImageCodec` and :class:`MeanScaleImageCodec`:
+  neural codecs of the input image (four 5x5/2 convolutions with GDN, and a
+  factorized prior, Balle et al., ICLR 2018, or a mean-scale hyperprior,
+  Minnen et al., NeurIPS 2018), coded by :class:`featcodec.codec.FeatureCodec`;
+  the unchanged network then runs on the decoded image.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import struct
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from .._coding import DecodeError
 from .._varint import read_varint, write_varint
-from ..entropy import FactorizedPrior
+from ..entropy import FactorizedPrior, MeanScaleHyperprior
 from .gdn import GDN
 from .student import EntropicStudent, TailMode, default_stem_end, entropic_student, stem_output_shape
 
@@ -164,12 +165,14 @@ def _stage_input_channels(model: nn.Module, stage: str) -> int:
 
 
 class Uint8Codec:
-    """Messages of a CR+BQ student: the bottleneck's 8-bit code, sent as is.
+    """Messages of a CR+BQ student: the bottleneck's 8-bit code, sent as is (docs/format.md, "CR+BQ message").
 
-    Layout: byte 0 = 0x51 (the layout's tag); varints B, H, W (the image),
-    h, w (the code); float32 min and scale, little-endian; then B x c x h x w
-    bytes.  ``encode(images)`` runs the head; ``decode(data)`` gives the
-    network's output (the server's part).
+    Layout: byte 0 = 0x51 (the layout's tag); varints B, H, W (the batch
+    and the image's size); float32 min and scale, little-endian; then the
+    B x c x h x w code bytes in C order.  The receiver holds the same student,
+    so the bottleneck width c and the code's size (h, w), which follows from
+    (H, W), cost no bytes.  ``encode(images)`` runs the head;
+    ``decode(data)`` gives the network's output (the server's part).
     """
 
     TAG = 0x51
@@ -177,42 +180,73 @@ class Uint8Codec:
     def __init__(self, student: CRBQStudent, max_elements: int = 1 << 28) -> None:
         self.student, self.max_elements = student, int(max_elements)
         self._head_modules = student.head_modules()
+        self._code_sizes: dict = {}
+
+    def _head(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        for module in self._head_modules[:-1]:
+            x = module(x)
+        return self.student.bottleneck.encoder(x)
+
+    def code_size(self, size: Sequence[int]) -> Tuple[int, int]:
+        """(h, w) of the code for images of (H, W): the head run on the meta device (shapes only), cached."""
+        key = (int(size[0]), int(size[1]))
+        if key not in self._code_sizes:
+            meta = copy.deepcopy(nn.ModuleList(self._head_modules)).to("meta").eval()
+            x = torch.empty(1, 3, *key, device="meta")
+            try:
+                for module in meta[:-1]:
+                    x = module(x)
+                code = meta[-1].encoder(x)  # type: ignore[operator]
+            except RuntimeError as error:
+                raise ValueError(f"the CR+BQ head does not take images of size {key}: {error}") from None
+            if len(self._code_sizes) < 256:
+                self._code_sizes[key] = (int(code.shape[2]), int(code.shape[3]))
+            return int(code.shape[2]), int(code.shape[3])
+        return self._code_sizes[key]
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> bytes:
-        if images.dim() != 4:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', images)!r}")
         with _eval(self.student):
-            x = images
-            for module in self._head_modules[:-1]:
-                x = module(x)
-            code = self.student.bottleneck.encoder(x)
+            code = self._head(images)
         q, low, scale = quantize_uint8(code)
-        header = bytes([self.TAG]) + b"".join(write_varint(int(d)) for d in (images.shape[0], *images.shape[2:],
-                                                                              *code.shape[2:]))
+        header = bytes([self.TAG]) + b"".join(write_varint(int(d)) for d in (images.shape[0], *images.shape[2:]))
         return header + struct.pack("<ff", low, scale) + q.cpu().numpy().tobytes()
 
     @torch.no_grad()
     def decode_code(self, data: bytes) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """The dequantized code and the image's (H, W)."""
+        """The dequantized code and the image's (H, W); DecodeError for anything but this codec's message."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
         data = bytes(data)
         if not data or data[0] != self.TAG:
             raise DecodeError("not a CR+BQ message")
         position, sizes = 1, []
-        for what in ("batch", "height", "width", "code height", "code width"):
+        for what in ("batch", "image height", "image width"):
             value, position = read_varint(data, position, limit=self.max_elements + 1, what=what)
+            if value < 1:
+                raise DecodeError(f"CR+BQ header: {what} is 0")
             sizes.append(value)
-        batch, height, width, h, w = sizes
-        count = batch * self.student.bottleneck.bottleneck_channels * h * w
+        batch, height, width = sizes
+        if batch * 3 * height * width > self.max_elements:
+            raise DecodeError(f"CR+BQ header: images of {batch} x 3 x {height} x {width} exceed max_elements")
+        try:
+            h, w = self.code_size((height, width))
+        except ValueError as error:
+            raise DecodeError(f"CR+BQ header: {error}") from None
+        channels = self.student.bottleneck.bottleneck_channels
+        count = batch * channels * h * w
         if count > self.max_elements:
-            raise DecodeError(f"code size in the header ({count} elements) exceeds max_elements")
+            raise DecodeError(f"CR+BQ header: a code of {count} elements exceeds max_elements")
         if len(data) != position + 8 + count:
             raise DecodeError(f"CR+BQ message has {len(data)} bytes, its header says {position + 8 + count}")
         low, scale = struct.unpack_from("<ff", data, position)
         if not (np.isfinite(low) and np.isfinite(scale) and scale > 0):
-            raise DecodeError(f"bad quantizer in the header: min {low}, scale {scale}")
+            raise DecodeError(f"CR+BQ header: bad quantizer: min {low}, scale {scale}")
         raw = np.frombuffer(data, dtype=np.uint8, offset=position + 8, count=count)
-        q = torch.from_numpy(raw.copy()).reshape(batch, self.student.bottleneck.bottleneck_channels, h, w)
+        q = torch.from_numpy(raw.copy()).reshape(batch, channels, h, w)
         return dequantize_uint8(q, low, scale), (height, width)
 
     @torch.no_grad()
@@ -289,41 +323,81 @@ class ImageSynthesis(nn.Module):
         return y
 
 
-class FactorizedPriorImageCodec(nn.Module):
+def _analysis(channels: int, latent_channels: int) -> nn.Sequential:
+    """g_a of the image codecs: four 5x5/2 convolutions, GDN between them (3 -> N -> N -> N -> M)."""
+    widths = [3, channels, channels, channels, latent_channels]
+    layers: List[nn.Module] = []
+    for i in range(4):
+        layers.append(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2, padding=2))
+        if i < 3:
+            layers.append(GDN(channels))
+    return nn.Sequential(*layers)
+
+
+class _ImageCodec(nn.Module):
+    """What the input-image codecs share: g_a, g_s, an entropy model ``prior``, and their FeatureCodec."""
+
+    tail_mode = TailMode.FROZEN  # the task network behind it is unchanged
+    g_a: nn.Module
+    g_s: ImageSynthesis
+    prior: Union[FactorizedPrior, MeanScaleHyperprior]
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+        """(x_hat, likelihoods): noise or rounding by the mode; the rate is ``estimate_bits(likelihoods)``."""
+        y_hat, likelihoods = self.prior(self.g_a(x))
+        return self.g_s(y_hat, x.shape[-2:]), likelihoods
+
+    def codec(self, *, model_id: int = 0, checksum: bool = True) -> "FeatureCodec":
+        """The :class:`featcodec.codec.FeatureCodec` that codes images with this codec (tables built if stale)."""
+        from ..codec import FeatureCodec
+        from ..entropy import StaleTablesError
+
+        tabled = getattr(self.prior, "z_model", self.prior)  # a hyperprior's z prior holds the learned tables
+        try:
+            tabled.tables
+        except StaleTablesError:
+            self.prior.update_tables()
+        return FeatureCodec(self.g_a, self.g_s, self.prior, model_id=model_id,  # type: ignore[arg-type]
+                            checksum=checksum)
+
+
+class FactorizedPriorImageCodec(_ImageCodec):
     """Balle et al., ICLR 2018's factorized-prior image codec (the supplementary: 128 channels).
 
     ``forward(x) -> (x_hat, likelihoods)``; ``codec()`` is the
     :class:`featcodec.codec.FeatureCodec` that codes images with it.
     """
 
-    tail_mode = TailMode.FROZEN  # the task network behind it is unchanged
-
     def __init__(self, channels: int = 128, latent_channels: Optional[int] = None) -> None:
         super().__init__()
         m = latent_channels or channels
-        widths = [3, channels, channels, channels, m]
-        analysis: List[nn.Module] = []
-        for i in range(4):
-            analysis.append(nn.Conv2d(widths[i], widths[i + 1], 5, stride=2, padding=2))
-            if i < 3:
-                analysis.append(GDN(channels))
-        self.g_a = nn.Sequential(*analysis)
+        self.g_a = _analysis(channels, m)
         self.g_s = ImageSynthesis(channels, m)
         self.prior = FactorizedPrior(m)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        y_hat, likelihoods = self.prior(self.g_a(x))
-        return self.g_s(y_hat, x.shape[-2:]), likelihoods
 
-    def codec(self, *, model_id: int = 0, checksum: bool = True) -> "FeatureCodec":
-        from ..codec import FeatureCodec
-        from ..entropy import StaleTablesError
+class MeanScaleImageCodec(_ImageCodec):
+    """The mean-scale hyperprior image codec of Minnen et al., NeurIPS 2018, without its context model.
 
-        try:
-            self.prior.tables
-        except StaleTablesError:
-            self.prior.update_tables()
-        return FeatureCodec(self.g_a, self.g_s, self.prior, model_id=model_id, checksum=checksum)
+    g_a and g_s as :class:`FactorizedPriorImageCodec`'s (N channels, an M
+    channel latent, M = 3N/2 by default: CompressAI's 128 / 192); y's
+    Gaussians are predicted by a :class:`featcodec.entropy.MeanScaleHyperprior`
+    with N hyper channels, whose z costs bytes of its own in every message.
+    ``forward(x) -> (x_hat, {"y": ..., "z": ...})``.
+    """
 
-__all__ = ["CRBQStudent", "FactorizedPriorImageCodec", "ImageSynthesis", "QuantizedBottleneck", "Uint8Codec",
+    def __init__(self, channels: int = 128, latent_channels: Optional[int] = None) -> None:
+        super().__init__()
+        m = latent_channels or channels * 3 // 2
+        self.g_a = _analysis(channels, m)
+        self.g_s = ImageSynthesis(channels, m)
+        self.prior = MeanScaleHyperprior(m, channels)
+
+
+#: The input-image codecs by the name a run config gives them.
+IMAGE_CODECS = {"factorized": FactorizedPriorImageCodec, "mean_scale": MeanScaleImageCodec}
+
+
+__all__ = ["CRBQStudent", "FactorizedPriorImageCodec", "IMAGE_CODECS", "ImageSynthesis", "MeanScaleImageCodec",
+           "QuantizedBottleneck", "Uint8Codec",
            "cr_bq_student", "dequantize_uint8", "end_to_end_student", "quantize_uint8"]

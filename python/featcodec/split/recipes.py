@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .neural_baselines import CRBQStudent, FactorizedPriorImageCodec
-from .stages import StageConfig, StageEpoch, StageTrainer, taps
+from ..entropy import estimate_bits
+from .neural_baselines import CRBQStudent, FactorizedPriorImageCodec, MeanScaleImageCodec
+from .stages import StageConfig, StageEpoch, StageTrainer, outputs_until
 from .student import EntropicStudent
 from .train import logits_of, split_batch
 
@@ -91,14 +92,16 @@ def train_student_stage1(student: EntropicStudent, teacher: nn.Module, loader: A
 
     def loss_fn(batch: Any) -> Tuple[torch.Tensor, dict]:
         images = split_batch(batch)[0].to(device)
-        with torch.no_grad(), taps(teacher, points) as wanted:
-            teacher(images)
-        with taps(student.network, config.distill_points) as got:
-            out = student(images)
-        got[student.stem_end] = out.restored
+        # Both networks run only as far as the deepest distillation point: the rest cannot change the loss.
+        with torch.no_grad():
+            wanted = outputs_until(teacher, points, images)
+        got = outputs_until(student.network, points, images)
+        if bottleneck.last is None:
+            raise RuntimeError("the student's forward did not run its bottleneck")
+        likelihoods, bottleneck.last = bottleneck.last[1], None
         n = images.shape[0]
         distortion = torch.stack([_squared_error(got[p], wanted[p]) for p in points]).sum() / n
-        rate = out.rate / n
+        rate = estimate_bits(likelihoods) / n
         loss = distortion + config.beta * rate
         if config.train_encoder:
             loss = loss + bottleneck.prior.aux_loss()
@@ -190,10 +193,9 @@ def train_cr_bq(student: CRBQStudent, teacher: nn.Module, loader: Any, config: S
 
     def loss_fn(batch: Any) -> Tuple[torch.Tensor, dict]:
         images = split_batch(batch)[0].to(device)
-        with torch.no_grad(), taps(teacher, config.distill_points) as wanted:
-            teacher(images)
-        with taps(student.network, config.distill_points) as got:
-            student(images)
+        with torch.no_grad():
+            wanted = outputs_until(teacher, config.distill_points, images)
+        got = outputs_until(student.network, config.distill_points, images)
         loss = torch.stack([_squared_error(got[p], wanted[p]) for p in config.distill_points]).sum() / images.shape[0]
         return loss, {}
 
@@ -228,20 +230,21 @@ def train_end_to_end(student: EntropicStudent, loader: Any, config: StageConfig,
     return trainer.fit(loader)
 
 
-def train_input_codec(codec: FactorizedPriorImageCodec, loader: Any, config: StageConfig, *,
-                      checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu"
-                      ) -> List[StageEpoch]:
+def train_input_codec(codec: Union[FactorizedPriorImageCodec, MeanScaleImageCodec], loader: Any,
+                      config: StageConfig, *, checkpoint: Optional[PathLike] = None,
+                      device: Union[str, torch.device] = "cpu") -> List[StageEpoch]:
     """Rate-distortion training of an image codec: bpp + beta * 255^2 * MSE (+ quantile loss).
 
-    Images are taken as the loader gives them; give it images in [0, 1]
-    (normalize for the task network after decoding).
+    bpp counts every part the codec's likelihoods have (y and, for the
+    mean-scale hyperprior, z).  Images are taken as the loader gives them;
+    give it images in [0, 1] (normalize for the task network after decoding).
     """
     codec.to(device)
 
     def loss_fn(batch: Any) -> Tuple[torch.Tensor, dict]:
         images = split_batch(batch)[0].to(device)
         restored, likelihoods = codec(images)
-        bpp = -torch.log2(likelihoods).sum() / (images.shape[0] * images.shape[-2] * images.shape[-1])
+        bpp = estimate_bits(likelihoods) / (images.shape[0] * images.shape[-2] * images.shape[-1])
         mse = F.mse_loss(restored, images)
         loss = bpp + config.beta * 255 ** 2 * mse + codec.prior.aux_loss()
         return loss, {"bpp": float(bpp.detach()), "mse": float(mse.detach())}

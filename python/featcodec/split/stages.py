@@ -329,5 +329,35 @@ def taps(model: nn.Module, names: Sequence[str]) -> Iterator[Dict[str, torch.Ten
             handle.remove()
 
 
-__all__ = ["SCHEDULES", "StageConfig", "StageEpoch", "StageTrainer", "cr_bq", "end_to_end", "input_codec",
+class _Enough(Exception):
+    """Raised by a hook of :func:`outputs_until` once every wanted output is in."""
+
+
+def outputs_until(model: nn.Module, names: Sequence[str], *inputs: Any) -> Dict[str, torch.Tensor]:
+    """``model(*inputs)``, stopped as soon as the submodules ``names`` have all given their outputs.
+
+    What a distillation to early layers needs without paying for the rest of
+    the network: the outputs keep their autograd graphs.  ValueError if the
+    pass ends without one of them.
+    """
+    wanted = set(names)
+    with taps(model, list(wanted)) as outputs:
+        def check(module: nn.Module, args: Any, output: Any) -> None:
+            if wanted <= outputs.keys():
+                raise _Enough
+        handles = [m.register_forward_hook(check) for n, m in model.named_modules() if n in wanted]
+        try:
+            model(*inputs)
+        except _Enough:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+    missing = wanted - outputs.keys()
+    if missing:
+        raise ValueError(f"{type(model).__name__}'s forward did not run {sorted(missing)}")
+    return dict(outputs)
+
+
+__all__ = ["SCHEDULES", "outputs_until", "StageConfig", "StageEpoch", "StageTrainer", "cr_bq", "end_to_end", "input_codec",
            "student_stage1", "student_stage2", "taps"]

@@ -8,6 +8,7 @@ Chosen in a run config by ``[train] method = "..."``; options in ``[method]``
     latent_channels = 24         # entropic_student, end_to_end: N
     log10_lam = [-1.0, 1.0]      # the search range of the rate weight (beta, or lambda for input_codec)
     channels = [1, 2, 3, 6, 9, 12]   # cr_bq: the bottleneck widths searched
+    codec = "factorized"         # input_codec: "factorized" (Balle et al. 2018) or "mean_scale" (Minnen et al. 2018)
     codec_channels = 128         # input_codec: its convolutions' width
     stage1 = { epochs = 10 }     # overrides of a preset's StageConfig fields (any of them)
     stage2 = { epochs = 10 }     # (cr_bq, end_to_end and input_codec read `stage`)
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from . import stages
-from .neural_baselines import FactorizedPriorImageCodec, cr_bq_student, end_to_end_student
+from .neural_baselines import IMAGE_CODECS, cr_bq_student, end_to_end_student
 from .recipes import train_cr_bq, train_end_to_end, train_input_codec, train_student_stage1, train_student_stage2
 from .runner import Measurement, Method, Run, register_method
 from .student import entropic_student
@@ -208,10 +209,13 @@ class CRBQMethod(_WACVMethod):
 
 
 class InputCodecMethod(_WACVMethod):
-    """A factorized-prior image codec (Balle et al., ICLR 2018) before the unchanged network; knob: lambda.
+    """A neural image codec before the unchanged network; knob: lambda.
 
-    The codec is trained on the training images as the loader gives them
-    (normalized); it reconstructs them, and the network runs on the result.
+    ``[method] codec``: ``"factorized"`` (Balle et al., ICLR 2018, the
+    default) or ``"mean_scale"`` (the mean-scale hyperprior of Minnen et al.,
+    NeurIPS 2018).  The codec is trained on the training images as the
+    loader gives them (normalized); it reconstructs them, and the network
+    runs on the result.
     """
 
     def fixed(self, run: Run) -> Dict[str, Any]:
@@ -219,8 +223,11 @@ class InputCodecMethod(_WACVMethod):
         return {"lam": float(run.config.train.lam), "channels": int(o.get("codec_channels", 128))}
 
     def build(self, run: Run, params: Dict[str, Any]) -> Any:
+        kind = self.options(run).get("codec", "factorized")
+        if kind not in IMAGE_CODECS:
+            raise ValueError(f"[method] codec must be one of {sorted(IMAGE_CODECS)}, got {kind!r}")
         torch.manual_seed(run.config.train.seed)
-        return FactorizedPriorImageCodec(int(params["channels"])).to(run.device)
+        return IMAGE_CODECS[kind](int(params["channels"])).to(run.device)
 
     def fit(self, run: Run, params: Dict[str, Any], folder: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
         self._single_process(run)
