@@ -13,7 +13,7 @@ from bank_models import FEATURE_SHAPE, features, unit_codec
 from torch import nn
 
 from featcodec.codec import FeatureCodec, fit_prior
-from featcodec.entropy import FactorizedPrior, Hyperprior
+from featcodec.entropy import FactorizedPrior, Hyperprior, MeanScaleHyperprior
 from featcodec.split.units import make_unit
 
 
@@ -59,14 +59,16 @@ def test_the_file_holds_everything_the_receiver_needs(tmp_path):
     assert b"pickle" not in blob and blob[8:9] == b"{"  # a safetensors JSON header
 
 
-def test_a_hyperprior_codec_round_trips_through_a_file(tmp_path):
+@pytest.mark.parametrize("family", [Hyperprior, MeanScaleHyperprior])
+def test_a_hyperprior_codec_round_trips_through_a_file(tmp_path, family):
     torch.manual_seed(2)
     unit = make_unit("conv2", 16, 6, 2).eval()
-    model = Hyperprior(6, 3).eval()
+    model = family(6, 3).eval()
     model.update_tables()
     codec = FeatureCodec(unit.encoder, unit.decoder, model, 0.75)
     codec.save(tmp_path / "h.fcodec")
     loaded = FeatureCodec.load(tmp_path / "h.fcodec")
+    assert type(loaded.entropy_model) is family
     x = features(2, seed=3)
     assert loaded.encode(x) == codec.encode(x)
     assert torch.equal(loaded.decode(codec.encode(x)), codec.decode(codec.encode(x)))

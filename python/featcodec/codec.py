@@ -35,7 +35,7 @@ from torch.func import functional_call
 
 from ._coding import DecodeError
 from ._varint import read_varint, write_varint
-from .entropy import EntropyCoder, FactorizedPrior, Hyperprior, RateReport, checksum_size, estimate_bits
+from .entropy import EntropyCoder, FactorizedPrior, Hyperprior, MeanScaleHyperprior, RateReport, checksum_size, estimate_bits
 from .entropy._ledger import pixels_of
 from .entropy._quantizer import check_q_step
 
@@ -695,16 +695,20 @@ def _factorized_from(config: dict) -> nn.Module:
                            around_median=bool(config.get("around_median", False)), precision=int(config["precision"]))
 
 
-def _hyperprior_from(config: dict) -> nn.Module:
+def _hyperprior_from(config: dict, cls: type = Hyperprior) -> nn.Module:
     scales = _bounded(config, "scales")
-    return Hyperprior(_bounded(config, "channels"), _bounded(config, "hyper_channels"),
-                      scale_table=[float(i + 1) for i in range(scales)],  # replaced by the file's buffer
-                      straight_through=bool(config["straight_through"]), precision=int(config["precision"]))
+    return cls(_bounded(config, "channels"), _bounded(config, "hyper_channels"),
+               scale_table=[float(i + 1) for i in range(scales)],  # replaced by the file's buffer
+               straight_through=bool(config["straight_through"]), precision=int(config["precision"]))
 
 
-_ENTROPY_MODELS: dict[str, type] = {"FactorizedPrior": FactorizedPrior, "Hyperprior": Hyperprior}
-_ENTROPY_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {"FactorizedPrior": _factorized_from,
-                                                            "Hyperprior": _hyperprior_from}
+_ENTROPY_MODELS: dict[str, type] = {"FactorizedPrior": FactorizedPrior, "Hyperprior": Hyperprior,
+                                    "MeanScaleHyperprior": MeanScaleHyperprior}
+_ENTROPY_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {
+    "FactorizedPrior": _factorized_from,
+    "Hyperprior": _hyperprior_from,
+    "MeanScaleHyperprior": lambda config: _hyperprior_from(config, MeanScaleHyperprior),
+}
 
 
 def _build_entropy_model(description: Any) -> nn.Module:
