@@ -4,8 +4,9 @@
     python benchmarks/serving.py --split layer4.2 --image-size 224 --weights resnet50.pth --bank bank.fcb
 
 The server runs in this process (its own event loop thread, decode pool and
-tail thread); the clients run in a child process, one gRPC channel and one
-stream per client thread, each with ``--window`` messages in flight.  Every
+tail thread, the tail with ``--tail-threads`` torch threads); the clients
+run in a child process, one gRPC channel and one stream per client thread,
+each with ``--window`` messages in flight.  Every
 message is a real bank message made here from an image through the head
 and a unit's encoder; ``--malformed`` of them are replaced by broken ones
 (garbage, empty, truncated, header byte only, over the size limit).
@@ -21,9 +22,13 @@ Printed (and written by ``--json``):
 - latency p50/p99 (submit to reply, per message), throughput (answered valid
   images per second over the run), the server's mean batch;
 - in-process decode + tail at the server's mean batch size (the same bank
-  and tail, no gRPC), decoding one message after another and with the
-  server's number of decoding threads, and the ratio server / the faster of
-  the two (target >= 0.8);
+  and tail, no gRPC): decoding one message after another, with the server's
+  number of decoding threads (both with ``--threads`` torch threads), and
+  one after another with torch on every core; the ratio server / the
+  fastest of the three (target >= 0.8);
+- CPU time over the run of the server's process and of the clients' (the
+  clients share the machine's cores), and images per CPU-second of the
+  server beside those of the fastest in-process run;
 - bytes per message: the bank message, the InferRequest, the gRPC message
   (+5 bytes of length prefix), and the bytes a client actually writes to the
   socket per message in a long stream, counted by a TCP relay (HTTP/2
@@ -43,6 +48,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import resource
 import sys
 import threading
 import time
@@ -171,10 +177,16 @@ def client_process(address: str, streams: List[List[Tuple[int, str, int, bytes]]
     for t in threads:
         t.start()
     start_line.wait(timeout)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), _cpu_seconds()
     for t in threads:
         t.join(timeout)
-    results.put((time.perf_counter() - began, records))
+    results.put((time.perf_counter() - began, _cpu_seconds() - cpu_began, records))
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system, all threads) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -227,8 +239,9 @@ def compare(expected: Any, classes: Any, probabilities: Any, labels: Any) -> str
     return "wrong"
 
 
-def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, images: int, workers: int) -> float:
-    """Images per second of decode + tail in this process, in batches of ``batch``.
+def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, images: int,
+               workers: int) -> Tuple[float, float]:
+    """Images per second and per CPU-second of decode + tail in this process, in batches of ``batch``.
 
     workers: threads decoding a batch's messages (1: one after another);
     the tail then runs on the batch, as the server's does.
@@ -242,7 +255,7 @@ def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, imag
             return bank.decode(message)[0]
 
     pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
-    done, start = 0, time.perf_counter()
+    done, start, cpu_start = 0, time.perf_counter(), _cpu_seconds()
     try:
         while done < images:
             group = [messages[(done + i) % len(messages)] for i in range(batch)]
@@ -252,7 +265,7 @@ def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, imag
     finally:
         if pool:
             pool.shutdown()
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done / max(_cpu_seconds() - cpu_start, 1e-9)
 
 
 class CountingRelay:
@@ -364,8 +377,10 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--max-message-bytes", type=int, default=1 << 16)
     p.add_argument("--decode-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads, server and in-process alike (default 1: the decode pool and the "
-                        "tail thread use the cores; on a shared machine more threads per op thrash)")
+                   help="torch intra-op threads of this process's main thread: the in-process baselines decoding "
+                        "one by one and with a pool (the third baseline uses every core)")
+    p.add_argument("--tail-threads", type=int, default=os.cpu_count() or 1,
+                   help="torch intra-op threads of the server's tail (default: one per core)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds any stream or wait may take")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the figures to this file")
@@ -386,7 +401,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{tuple(bank.feature_shape)}, {len(bank.units)} units, {len(messages)} messages", flush=True)
     streams = plan(args, messages)
     limits = Limits(max_message_bytes=args.max_message_bytes, max_in_flight=max(args.window, 1),
-                    max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, decode_workers=args.decode_workers)
+                    max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, decode_workers=args.decode_workers,
+                    tail_threads=args.tail_threads)
     server = SplitServer(bank, tail, limits, network=args.model, split=args.split)
     with BackgroundServer(server, "127.0.0.1:0", timeout=args.timeout) as running:
         wire = wire_bytes(running.port, messages)
@@ -395,8 +411,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results = context.Queue()
         child = context.Process(target=client_process,
                                 args=(running.address, streams, args.window, args.timeout, results))
+        server_cpu_began = _cpu_seconds()
         child.start()
-        elapsed, records = results.get(timeout=args.timeout + 60)
+        elapsed, client_cpu, records = results.get(timeout=args.timeout + 60)
+        server_cpu = _cpu_seconds() - server_cpu_began
         child.join(60)
         batches = server.batches - batches_before
         batched = server.batched_images - images_before
@@ -411,17 +429,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)  # and with every core in torch's ops (the tail's batch too)
     all_threads = in_process(bank, tail, messages, batch, min(count, 64), 1)  # slow where cores are shared
     torch.set_num_threads(args.threads)
-    baseline = max(sequential, pooled, all_threads)
+    best = max((sequential, pooled, all_threads), key=lambda rates: rates[0])
+    baseline = best[0]
     request_sizes = [len(m) for m in messages]
     figures.update({
         "streams": args.streams, "window": args.window, "setting": f"{args.model} {args.split} "
         f"{args.image_size}x{args.image_size}, units C_r {args.units if not args.bank else args.bank}",
         "server_saw": served, "seconds": elapsed, "throughput_images_per_s": throughput,
         "mean_batch": mean_batch, "largest_batch": server.largest_batch,
-        "in_process_images_per_s": baseline, "in_process_one_decoder_images_per_s": sequential,
-        "in_process_decode_pool_images_per_s": pooled, "decode_workers": args.decode_workers,
-        "in_process_all_torch_threads_images_per_s": all_threads,
+        "in_process_images_per_s": baseline, "in_process_one_decoder_images_per_s": sequential[0],
+        "in_process_decode_pool_images_per_s": pooled[0], "decode_workers": args.decode_workers,
+        "in_process_all_torch_threads_images_per_s": all_threads[0],
         "throughput_ratio": throughput / baseline,
+        "server_cpu_seconds": server_cpu, "client_cpu_seconds": client_cpu,
+        "server_cpu_share": server_cpu / max(server_cpu + client_cpu, 1e-9),
+        "server_images_per_cpu_s": figures["valid_answered"] / max(server_cpu, 1e-9),
+        "in_process_images_per_cpu_s": best[1],
+        "in_process_one_decoder_images_per_cpu_s": sequential[1],
         "bank_message_bytes": float(np.mean(request_sizes)),
         "request_bytes": float(np.mean([len(_request(i, m)) for i, m in enumerate(messages, 1)])),
         "grpc_message_bytes": float(np.mean([len(_request(i, m)) + 5 for i, m in enumerate(messages, 1)])),
@@ -459,6 +483,10 @@ def print_figures(f: Dict[str, Any]) -> None:
           f"{f['in_process_decode_pool_images_per_s']:.1f} with {f['decode_workers']} decoding threads, "
           f"{f['in_process_all_torch_threads_images_per_s']:.1f} with torch on every core; "
           f"server / the fastest = {f['throughput_ratio']:.2f} (target >= 0.80)")
+    print(f"CPU over the run: server {f['server_cpu_seconds']:.1f} s, clients {f['client_cpu_seconds']:.1f} s "
+          f"(server's share {100 * f['server_cpu_share']:.0f} %); images per CPU-second: server "
+          f"{f['server_images_per_cpu_s']:.1f}, in-process fastest {f['in_process_images_per_cpu_s']:.1f} "
+          f"(one decoder {f['in_process_one_decoder_images_per_cpu_s']:.1f})")
     print(f"bytes per message: bank {f['bank_message_bytes']:.1f}, InferRequest {f['request_bytes']:.1f}, gRPC "
           f"message {f['grpc_message_bytes']:.1f}; on the socket in a long stream {f['wire_bytes_client_to_server']:.1f} "
           f"up, {f['wire_bytes_server_to_client']:.1f} down (HTTP/2 framing included)")

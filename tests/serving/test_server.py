@@ -285,10 +285,33 @@ def test_tail_refuses_cuts_it_cannot_serve(classifier, bank):
 
 
 @pytest.mark.parametrize("field, value", [("max_batch", 0), ("max_in_flight", -1), ("max_message_bytes", 1.5),
-                                          ("decode_workers", True), ("max_wait", -1)])
+                                          ("decode_workers", True), ("max_wait", -1), ("tail_threads", 0)])
 def test_limits_are_checked(field, value):
     with pytest.raises(ValueError, match=field):
         Limits(**{field: value})
+
+
+class ThreadCounting(torch.nn.Module):
+    """A tail that notes torch's intra-op thread count of each call it runs in."""
+
+    def __init__(self, tail: torch.nn.Module) -> None:
+        super().__init__()
+        self.tail, self.seen = tail, set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(torch.get_num_threads())
+        return self.tail(x)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_tail_runs_with_tail_threads(bank, classifier, images, threads):
+    counting = ThreadCounting(classifier[2])
+    tail = Tail(counting, bank.feature_shape)
+    counting.seen.clear()  # the probe at construction ran on this thread
+    with BackgroundServer(SplitServer(bank, tail, Limits(tail_threads=threads)), timeout=TIMEOUT) as running:
+        with Client(running.address, bank, classifier[1], unit=0, timeout=TIMEOUT) as client:
+            assert all(a.ok for a in client.infer(images))
+    assert counting.seen == {threads}
 
 
 def test_server_listens_where_it_is_told(bank, tail):

@@ -5,7 +5,11 @@ the bank on a pool of threads (one per core by default; the entropy decoder
 and torch release the GIL), and its features join a queue; a batcher takes
 what has arrived together, up to ``max_batch`` images and waiting at most
 ``max_wait`` for more, and runs the tail on them in one call on its own
-thread.  Each message gets exactly one reply with its id: the answer, or an
+thread, with ``tail_threads`` torch intra-op threads (every core by
+default), while the pool decodes the next messages.  The tail is most of a
+message's work, so a tail held to one core would leave the others to the
+decoders, which need far less; torch's thread count is per thread (OpenMP),
+so the decoders keep theirs (the cores shared out among them).  Each message gets exactly one reply with its id: the answer, or an
 error for that message alone; the stream and the server go on.
 
 What a request may cost is bounded: a message over ``max_message_bytes`` is
@@ -68,7 +72,8 @@ class Limits:
     max_batch: images in one tail call (and in one message);
     max_wait: seconds the batcher waits for more messages once it has one;
     max_streams: streams open at once (more are refused by gRPC);
-    decode_workers: threads decoding messages (default: one per core).
+    decode_workers: threads decoding messages (default: one per core);
+    tail_threads: torch intra-op threads of the tail's calls (default: one per core).
     """
 
     max_message_bytes: int = 1 << 20
@@ -77,9 +82,11 @@ class Limits:
     max_wait: float = 0.002
     max_streams: int = 1024
     decode_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    tail_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_in_flight", "max_batch", "max_streams", "decode_workers"):
+        for name in ("max_message_bytes", "max_in_flight", "max_batch", "max_streams", "decode_workers",
+                     "tail_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -107,7 +114,9 @@ class _Batcher:
     def __init__(self, tail: Tail, limits: Limits) -> None:
         self.tail, self.limits = tail, limits
         self.queue: "asyncio.Queue[_Pending]" = asyncio.Queue()
-        self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="featcodec-tail")
+        self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="featcodec-tail",
+                                                            initializer=torch.set_num_threads,
+                                                            initargs=(limits.tail_threads,))
         self.batches = 0
         self.images = 0
         self.largest = 0
@@ -221,8 +230,13 @@ class SplitServer:
         except RuntimeError as error:
             self._server = None
             raise OSError(f"cannot listen on {address}: {error}") from None
+        # Each decoder gets its share of the cores for the unit's synthesis transform; more would
+        # oversubscribe them when every decoder is busy.
+        per_decoder = max(1, (os.cpu_count() or 1) // self.limits.decode_workers)
         self._decoder = concurrent.futures.ThreadPoolExecutor(self.limits.decode_workers,
-                                                              thread_name_prefix="featcodec-decode")
+                                                              thread_name_prefix="featcodec-decode",
+                                                              initializer=torch.set_num_threads,
+                                                              initargs=(per_decoder,))
         self._batcher = _Batcher(self.tail, self.limits)
         self._batching = asyncio.get_running_loop().create_task(self._batcher.run())
         await self._server.start()
