@@ -133,6 +133,25 @@ class Rows:
             assert c[-1] == 1 << self.precision
             self.cdf.append(c)
 
+        self._start_maps: dict = {}
+
+    def start_map(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The start-up map of a row as a permutation of the slots [0, M):
+        slot c + k of symbol s (k < f) goes to its rank among all slots when
+        ordered by (2k + 1) / (2 f), ties by s.  Returns (rank of slot,
+        slot of rank).  The keys are exact as doubles: distinct ones differ
+        by at least 2^-34, equal ones are equal quotients of integers."""
+        if row not in self._start_maps:
+            f = np.array(self.freq[row], dtype=np.int64)
+            symbol = np.repeat(np.arange(len(f)), f)
+            k = np.arange(1 << self.precision) - np.array(self.cdf[row][:-1], dtype=np.int64)[symbol]
+            key = (2 * k + 1) / (2 * f[symbol]).astype(np.float64)
+            slot_of_rank = np.lexsort((symbol, key))
+            rank_of_slot = np.empty_like(slot_of_rank)
+            rank_of_slot[slot_of_rank] = np.arange(len(slot_of_rank))
+            self._start_maps[row] = rank_of_slot, slot_of_rank
+        return self._start_maps[row]
+
     def symbol(self, row: int, v: int) -> int:
         """Symbol index of value v: v - offset in the support, else the escape (= length)."""
         s = v - self.offset[row]
@@ -231,10 +250,13 @@ def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int, 
         x = state[lane]
         if x < STATE_LOW:
             startup[lane] += 1
-        if x >= f << (63 - P):
-            words.append(struct.pack("<I", x & 0xFFFFFFFF))
-            x >>= 32
-        x = (x // f) * M + (x % f) + c
+        if x < f:  # the start-up map: slot c + x goes to its rank
+            x = int(rows.start_map(row)[0][c + x])
+        else:
+            if x >= f << (63 - P):
+                words.append(struct.pack("<I", x & 0xFFFFFFFF))
+                x >>= 32
+            x = (x // f) * M + (x % f) + c
         assert x < 1 << 63
         state[lane] = x
     flushed = state[0] >= STATE_LOW  # lane 0 brought below 2^31 by one more word
@@ -332,6 +354,8 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
     for j in range(n):
         lane, row = j % lanes, indexes[j]
         x = state[lane]
+        if x < M:  # the start-up map: rank x is a slot of the plain step
+            x = int(rows.start_map(row)[1][x])
         slot = x % M
         cdf = rows.cdf[row]
         s = next(s for s in range(len(cdf) - 1) if cdf[s] <= slot < cdf[s + 1])

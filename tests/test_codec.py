@@ -302,9 +302,10 @@ def test_checksum_sizes(size):
     for kind in ("factorized", "hyperprior"):
         reference, codec = _codec(kind, checksum=False), _codec(kind, checksum=size)
         data = codec.encode(features)
-        # Format 3: the checksum is lane 0's initial state, so it costs its size less the slack it replaces.
+        # Format 3: the checksum is lane 0's initial state, so it costs about its size: a byte or two
+        # less or more, as the start-up map codes a lane that starts at 0 at about its information.
         added = len(data) - len(reference.encode(features))
-        assert added == 0 if not size else 0 <= added <= size
+        assert added == 0 if not size else size - 2 <= added <= size + 2
         assert torch.equal(codec.decode(data), reference.decode(reference.encode(features)))
         report = codec.report(features, image_size=(24, 24))
         assert report.actual_bits == 8 * len(data) and report.gaps["checksum"] == 8 * added

@@ -354,10 +354,10 @@ GOLDEN_MESSAGES = {
     (True, fc.DEFAULT_CHUNK_SIZE): "b81a5523f399cf4b490576ffffdfff7f0f99830029b926e03f6df51edebaffffff1f26bf0a39471c"
                                    "99b7c1c27ef7ffffffcffcffff6f2847ebdbf4ffff7ffaffff7f2200060b",
     # Header cc: no checksum, escapes, chunked, 1 lane; chunk_bits 04;
-    # directory 1c (28 bytes), 20 (32 bytes); each chunk: escape stream size,
+    # directory 1c (28 bytes), 1f (31 bytes); each chunk: escape stream size,
     # words, stream, lane 0's state.
-    (False, 16): "cc041c200c866dcf37ffffff4f733f4992c1c27ef7ffffffcffcffff0f005f2b0dec7729323409170a02400148ffffffff86"
-                 "72b4be4dffffffa7ffffff07e501021420a3904400575425",
+    (False, 16): "cc041c1f0c9526fc19ffffffdf747fdbb6c1c27ef7ffffffcffcffff0f958c110d5037ccb64de0e1a68e9406b1ffffffff86"
+                 "72b4be4dffffffa7ffffff07010212a0788e440054c012",
     # Compact header ac: a 2-byte checksum, escapes, one chunk of at most 64,
     # lane 0's state bits 100 above its tail c87cca (the state 0x04ca7cc8).
     (2, 64): "ac1a641dc48effbfdcffffffffffaaa45317ac85d0973461a4b4ffffff2fffffdf6f39e9bc55c1c27ef7ffffffcffcffff6f2847"
@@ -397,9 +397,9 @@ def golden_lane_symbols(n: int):
 GOLDEN_LANE_MESSAGES = {
     # n, chunk_size: header, length, sha256[:32]
     (3000, fc.DEFAULT_CHUNK_SIZE): (0xB8, 4646, "b314d575f698f98869a4746e92ea696d"),  # 1 lane, compact header
-    (20000, 16384): (0xFC, 30837, "fe940d24814ff6b25db75a2c90363fa6"),  # 1 lane, 2 chunks
-    (40000, fc.DEFAULT_CHUNK_SIZE): (0xFA, 61607, "6f72340b4e412180a34d0a1a58ce7503"),  # 4 lanes
-    (70001, fc.DEFAULT_CHUNK_SIZE): (0xFB, 107827, "e887585435888816f56741d109452365"),  # 8 lanes, odd n
+    (20000, 16384): (0xFC, 30837, "2a81c14a9435a98684b1746ce4fe498e"),  # 1 lane, 2 chunks
+    (40000, fc.DEFAULT_CHUNK_SIZE): (0xFA, 61603, "7e4c80632cf4d01060435533968b8afd"),  # 4 lanes
+    (70001, fc.DEFAULT_CHUNK_SIZE): (0xFB, 107820, "637b7f92d11bcdd493b9b199cb693b9c"),  # 8 lanes, odd n
 }
 
 
@@ -426,38 +426,46 @@ def test_message_layout_by_hand():
     # byte: the chunk's length leaves 1); a single lane stores no start-up count.
     assert fc.encode(np.zeros(100, np.int32), t, 0, checksum=False) == bytes([0x80, 0x00])
     # One escape: v = 5 above [0, 2): u = 6, e = 7, nb = 2.  The lane codes the
-    # escape symbol (start 255) from state 0: final state 255 (below 2^31: no
-    # flush).  Header 88 (compact, escapes; 255 < 2^11 fits the tail byte and
-    # the header's 3 state bits, which are 0); the escape stream's size 01; no words; the
-    # stream: nb = 2 in 6 bits then e's 2 low bits (11), LSB first; then the
-    # state, ff: of the 2 bytes after the size, 1 is the stream, so the state
-    # has 1 (2 - 1 = 1 modulo 4).
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0b11000010, 0xFF])
-    assert fc.decode(bytes([0x88, 0x01, 0b11000010, 0xFF]), t, [0]).tolist() == [5]
+    # escape symbol (f = 1, start 255) from state 0 < f, so by the start-up
+    # map: slot 255's key (2 * 0 + 1) / (2 * 1) = 1/2 has 128 keys below it or
+    # equal to it from a lower symbol (64 of symbol 0's (2k + 1) / 256, 63 of
+    # symbol 1's (2k + 1) / 254, and symbol 1's 127 / 254): final state 128
+    # (below 2^31: no flush).  Header 88 (compact, escapes; 128 < 2^11 fits
+    # the tail byte and the header's 3 state bits, which are 0); the escape
+    # stream's size 01; no words; the stream: nb = 2 in 6 bits then e's 2 low
+    # bits (11), LSB first; then the state, 80: of the 2 bytes after the
+    # size, 1 is the stream, so the state has 1 (2 - 1 = 1 modulo 4).
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0b11000010, 0x80])
+    assert fc.decode(bytes([0x88, 0x01, 0b11000010, 0x80]), t, [0]).tolist() == [5]
+    # The plain step's final state 255 (slot 255 without the map) decodes
+    # through the map to slot 127 of symbol 0, ending at state 127, not 0: refused.
+    with pytest.raises(fc.DecodeError):
+        fc.decode(bytes([0x88, 0x01, 0b11000010, 0xFF]), t, [0])
     # The same below the support: v = -3: u = 2 * (0 - 1 + 3) + 1 = 5, e = 6 = 0b110, nb = 2, low bits 10.
-    assert fc.encode([-3], t, 0, checksum=False) == bytes([0x88, 0x01, 0b10000010, 0xFF])
-    # Two escapes, [5, -3]: coded backwards from state 0, 0 -> 255 -> 255 * 256 + 255
-    # = 65535 = ff ff (little-endian: 2 bytes, as 65535 >= 2^11, and the
-    # header's bits 0); escape stream size 02; the stream in
+    assert fc.encode([-3], t, 0, checksum=False) == bytes([0x88, 0x01, 0b10000010, 0x80])
+    # Two escapes, [5, -3]: coded backwards from state 0, 0 -> 128 (the map)
+    # -> 128 * 256 + 255 = 33023 = ff 80 (little-endian: 2 bytes, as 33023
+    # >= 2^11, and the header's bits 0); escape stream size 02; the stream in
     # decoding order is c2 82 (5's entry, then -3's), stored forward.
-    two = bytes([0x88, 0x02, 0xC2, 0x82, 0xFF, 0xFF])
+    two = bytes([0x88, 0x02, 0xC2, 0x82, 0xFF, 0x80])
     assert fc.encode([5, -3], t, 0, checksum=False) == two
     assert fc.decode(two, t, np.zeros(2, np.int32)).tolist() == [5, -3]
     # Reversed, the stream reads -3's entry first.
-    assert fc.decode(bytes([0x88, 0x02, 0x82, 0xC2, 0xFF, 0xFF]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
+    assert fc.decode(bytes([0x88, 0x02, 0x82, 0xC2, 0xFF, 0x80]), t, np.zeros(2, np.int32)).tolist() == [-3, 5]
     # Words.  Eight escapes (f = 1, start 255): backwards from 0 the state
-    # goes 256^k - 1, k = 1..7.  Before the 8th symbol coded (j = 0), 2^56 - 1
-    # >= f * 2^(63 - 8) emits its low word ff ff ff ff and leaves 2^24 - 1, and
-    # coding j = 0 gives 2^32 - 1 >= 2^31: the flush emits its low word too
-    # and leaves 0.  The decoder reads the flush word first (state 2^32 - 1),
-    # the other after j = 0 (x = 2^24 - 1: below 2^31, at least 2^15, a word
-    # left); for the last four symbols the words are used up (the lane's
-    # start-up phase).  Escape stream: 5 (c2, 8 bits), six 2s (u = 0, e = 1,
-    # nb = 0: 36 zero bits), then -3 (nb = 2 at bit 44: bit 45; low bits 10
-    # at bits 50-51: bit 51): c2 00 00 00 00 20 08, 52 bits and 4 zero
-    # padding bits: size 07; lane 0's state 00 at the end.
+    # goes 128 (the map), then 2^7 * 256^k + 256^k - 1 for k = 1..6.  Before
+    # the 8th symbol coded (j = 0), 2^55 + 2^48 - 1 >= f * 2^(63 - 8) emits
+    # its low word ff ff ff ff and leaves 2^23 + 2^16 - 1, and coding j = 0
+    # gives 0x80ffffff >= 2^31: the flush emits it as a word (ff ff ff 80)
+    # and leaves 0.  The decoder reads the flush word first (state
+    # 0x80ffffff), the other after j = 0 (x = 2^23 + 2^16 - 1: below 2^31, at
+    # least 2^15, a word left); for the last symbols the words are used up
+    # (the lane's start-up phase).  Escape stream: 5 (c2, 8 bits), six 2s
+    # (u = 0, e = 1, nb = 0: 36 zero bits), then -3 (nb = 2 at bit 44: bit
+    # 45; low bits 10 at bits 50-51: bit 51): c2 00 00 00 00 20 08, 52 bits
+    # and 4 zero padding bits: size 07; lane 0's state 00 at the end.
     x = [5, 2, 2, 2, 2, 2, 2, -3]
-    eight = bytes.fromhex("88" "07" "ffffffff" "ffffffff" "c200000000 2008" "00")
+    eight = bytes.fromhex("88" "07" "ffffff80" "ffffffff" "c200000000 2008" "00")
     assert fc.encode(x, t, 0, checksum=False) == eight
     assert fc.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
     assert ref.encode(x, t, 0, False) == eight and ref.decode(eight, t, np.zeros(8, np.int32)).tolist() == x
@@ -467,10 +475,12 @@ def test_message_layout_by_hand():
     message = fc.encode(x, t, 0, checksum=False)
     assert message[0] & 0xF8 == 0x80 and len(message) > 5
     # With a 1-byte checksum c (seeded with the full header d0 of a 1-byte
-    # checksum): header 98 | state bits, and lane 0 starts at c instead of 0:
-    # 0 -> c -> 256 c + 255 -> x = 65536 c + 65535, stored as the fewest
+    # checksum): header 98 | state bits, and lane 0 starts at c instead of 0
+    # (c >= f = 1: no start-up map):
+    # c -> 256 c + 255 -> x = 65536 c + 65535, stored as the fewest
     # bytes (2 or 3) whose 8 t + 3 bits hold x, the bits above in the header.
     c = ref.checksum([5, -3], fc.DEFAULT_CHUNK_SIZE, header=0xD0, size=1)
+    assert c > 0
     x = 65536 * c + 65535
     tail = 2 if x < 1 << 19 else 3
     with_checksum = bytes([0x98 | x >> (8 * tail), 0x02, 0xC2, 0x82]) + (x % (1 << 8 * tail)).to_bytes(tail, "little")
@@ -798,8 +808,9 @@ def test_single_lane_overhead_within_the_documented_bound():
     # the state is below 2^31; a likely symbol with a nonzero start keeps the
     # state low for long: 300 of them, no escapes, cost 6.28 bytes over their
     # information.  A single lane now stores no count, and (format 3) its
-    # state without varint padding, its top bits in the compact header:
-    # 2.28 bytes (8 bytes in all).  With escapes (bound 9): one escape in front, and the escape
+    # state without varint padding, its top bits in the compact header.
+    # Since the start-up map, the run of likely symbols coded from state 0
+    # keeps it at 0 (their slot 0 has rank 0): 2 bytes in all.  With escapes (bound 9): one escape in front, and the escape
     # stream's padding on top of the varint padding and start-up slack.
     cases = [
         (fc.CdfTables.from_pmf(np.array([[0.1, 0.9]]), [0], precision=12), [1] * 300, False),
@@ -818,7 +829,7 @@ def test_single_lane_overhead_within_the_documented_bound():
     assert not failures, "; ".join(failures)
     t, x, _ = cases[0]
     bare = fc.encode(x, t, 0, checksum=False)
-    assert len(bare) == 8 and len(bare) - fc.information_content(x, t, 0) / 8 == pytest.approx(2.28, abs=0.01)
+    assert bare == bytes([0x80, 0x00])
 
 
 def test_start_up_is_free_at_state_zero():
@@ -1027,3 +1038,91 @@ def test_threads_none_codes_on_every_core(monkeypatch):
         monkeypatch.undo()
         runs[threads] = spy.calls
     assert differing_int_argument(runs[1], runs[None]) == cores
+
+
+# --- the start-up map (docs/format.md, "The coder") ---------------------------------------
+
+
+def tables_of_frequencies(rows, precision):
+    """CdfTables with these exact frequencies per row (the support's, then the escape's)."""
+    width = max(len(f) for f in rows) + 1
+    cdf = np.zeros((len(rows), width), np.int64)
+    for i, f in enumerate(rows):
+        c = np.concatenate([[0], np.cumsum(f)])
+        cdf[i, :len(c)], cdf[i, len(c):] = c, c[-1]
+    lengths = np.array([len(f) - 1 for f in rows])
+    return fc.CdfTables.from_cdf(cdf, np.zeros(len(rows), np.int32), lengths, precision=precision)
+
+
+def start_map_rows(precision):
+    """Rows that reach every path of the decoder's search: a flat row (every
+    key equal: the general search), a peak over a long flat tail, a peaked
+    row, a two-symbol row and random rows."""
+    m = 1 << precision
+    rng = np.random.default_rng(precision)
+    rows = [[1] * m, [m // 2] + [1] * (m // 2), [m - 40] + [1] * 40, [m - 1, 1], [m // 2 + 1, m // 2 - 1]]
+    for size in (3, 17, min(200, m // 2)):
+        f = 1 + rng.multinomial(m - size, rng.dirichlet(np.full(size, 0.3)))
+        rows.append([int(v) for v in f])
+    return rows
+
+
+@pytest.mark.parametrize("precision", [6, 12])
+def test_start_map_states_decode_as_the_format_model_says(precision):
+    """Every state below M, as a one-lane message of 1 to 3 symbols without
+    words: the library and the format model (which builds the map as a sort
+    of all M slots) accept the same ones and decode them to the same values,
+    and what is accepted re-encodes to the same bytes."""
+    rows = start_map_rows(precision)
+    t = tables_of_frequencies(rows, precision)
+    rng = np.random.default_rng(1)
+    m = 1 << precision
+    for row in range(len(rows)):
+        for n in (1, 2, 3):
+            idx = np.full(n, row, np.int32)
+            states = range(m) if m <= 64 else rng.choice(m, 300, replace=False)
+            accepted = 0
+            for y in states:
+                y = int(y)
+                message = ref.compact_message(y.to_bytes(max(1, (y.bit_length() + 7) // 8), "little"), False)
+                try:
+                    got = fc.decode(message, t, idx).tolist()
+                except fc.DecodeError:
+                    got = None
+                try:
+                    want = ref.decode(message, t, idx).tolist()
+                except ref.FormatError:
+                    want = None
+                assert got == want, (row, n, y)
+                if got is not None:
+                    accepted += 1
+                    assert fc.encode(got, t, idx, checksum=False) == message
+            assert accepted > 0 or n > 1 or m > 64, (row, n)  # exhaustive at M = 64: some 1-symbol states decode
+
+
+@pytest.mark.parametrize("precision", [6, 12, 16])
+def test_start_map_messages_match_the_format_model(precision):
+    """Short messages of every row above, drawn from the row and uniformly
+    over its support, with and without escapes: the library's bytes are
+    the format model's, and they decode back."""
+    rows = start_map_rows(precision)
+    t = tables_of_frequencies(rows, precision)
+    rng = np.random.default_rng(2)
+    for row, f in enumerate(rows):
+        p = np.array(f[:-1], np.float64) / sum(f[:-1])
+        for n in (1, 2, 5, 40):
+            for x in (rng.choice(len(p), n, p=p), rng.integers(0, len(p), n), rng.integers(-3, len(p) + 3, n)):
+                x, idx = x.astype(np.int32), np.full(n, row, np.int32)
+                message = fc.encode(x, t, idx, checksum=False)
+                assert ref.encode(x, t, idx, False) == message, (row, n)
+                np.testing.assert_array_equal(fc.decode(message, t, idx), x)
+
+
+def test_a_run_of_the_most_frequent_symbol_from_state_zero_is_free():
+    """Its slot 0 has rank 0: coded from state 0 the lane stays at 0, so a
+    tensor of that symbol costs the header and a zero byte at any size."""
+    t = fc.CdfTables.from_pmf(np.array([[0.2, 0.6, 0.2]]), [-1], precision=16)
+    for n in (1, 1000, 300_000):
+        x = np.zeros(n, np.int32)
+        assert fc.encode(x, t, np.zeros(n, np.int32), checksum=False) == bytes([0x80, 0x00])
+        np.testing.assert_array_equal(fc.decode(bytes([0x80, 0x00]), t, np.zeros(n, np.int32)), x)

@@ -278,12 +278,12 @@ def test_flipped_escapes_bit_is_rejected():
     message: with or without checksum, for every lane count and chunking,
     with escapes and without."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)
-    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0xC2, 0xFF])
+    assert fc.encode([5], t, 0, checksum=False) == bytes([0x88, 0x01, 0xC2, 0x80])
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x80, 0x01, 0xC2, 0xFF]), t, [0])
-    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x81, 0x00])  # state 256: 1 in the header, 00
+        fc.decode(bytes([0x80, 0x01, 0xC2, 0x80]), t, [0])
+    assert fc.encode([0, 1], t, 0, checksum=False) == bytes([0x80, 0x02])  # state 2 (the start-up map twice)
     with pytest.raises(fc.DecodeError):
-        fc.decode(bytes([0x89, 0x00]), t, [0, 0])
+        fc.decode(bytes([0x88, 0x02]), t, [0, 0])
     # The escapes bit set and a zero-size escape stream in every chunk: the
     # encoder sets the bit only when some chunk has escapes.
     assert fc.encode([0, 0, 0], t, 0, checksum=False) == bytes([0x80, 0x00])
@@ -318,39 +318,41 @@ def test_decoder_rejects_non_canonical_messages():
     Worked out by hand for a single escaped value."""
     t = fc.CdfTables.from_pmf(np.array([[0.5, 0.5]]), [0], precision=8)  # freqs 128, 127, escape 1
     # v = 2, just above [0, 2): u = 0, e = 1, nb = 0: 6 zero bits, 2 bits of padding.
-    # Compact header 88 (one chunk, one lane, escapes; lane 0's state bits above its tail 0).  The lane codes the escape (start 255) from state 0:
-    # state 255, no start-up count (one lane), escape stream size 01, no
-    # words, the 1-byte escape stream, then the state ff.
-    valid = bytes([0x88, 0x01, 0x00, 0xFF])
+    # Compact header 88 (one chunk, one lane, escapes; lane 0's state bits
+    # above its tail 0).  The lane codes the escape (slot 255) from state 0
+    # by the start-up map: state 128 (test_coding's worked example), no
+    # start-up count (one lane), escape stream size 01, no words, the 1-byte
+    # escape stream, then the state 80.
+    valid = bytes([0x88, 0x01, 0x00, 0x80])
     assert fc.encode([2], t, 0, checksum=False) == valid
     assert fc.decode(valid, t, [0]).tolist() == [2]
     variants = {
-        "padding bit set": bytes([0x88, 0x01, 0x40, 0xFF]),
-        "escape stream one byte longer": bytes([0x88, 0x02, 0x00, 0x00, 0xFF]),
-        "a byte between the size and the escape stream": bytes([0x88, 0x01, 0x00, 0x00, 0xFF]),
-        "escape stream missing": bytes([0x88, 0x01, 0xFF]),
-        "escape stream empty": bytes([0x88, 0x00, 0xFF]),
-        "escape stream size missing": bytes([0x88, 0xFF]),
-        "escape stream size larger than the chunk": bytes([0x88, 0x05, 0x00, 0xFF]),
-        "escape stream size an overlong varint": bytes([0x88, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0xFF]),
-        "escape stream size a padded varint": bytes([0x88, 0x81, 0x00, 0x00, 0xFF]),
-        "an unread word before the escape stream": bytes([0x88, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xFF]),
-        "a zero word before the escape stream": bytes([0x88, 0x01]) + bytes(5) + b"\xff",
+        "padding bit set": bytes([0x88, 0x01, 0x40, 0x80]),
+        "escape stream one byte longer": bytes([0x88, 0x02, 0x00, 0x00, 0x80]),
+        "a byte between the size and the escape stream": bytes([0x88, 0x01, 0x00, 0x00, 0x80]),
+        "escape stream missing": bytes([0x88, 0x01, 0x80]),
+        "escape stream empty": bytes([0x88, 0x00, 0x80]),
+        "escape stream size missing": bytes([0x88, 0x80]),
+        "escape stream size larger than the chunk": bytes([0x88, 0x05, 0x00, 0x80]),
+        "escape stream size an overlong varint": bytes([0x88, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x80]),
+        "escape stream size a padded varint": bytes([0x88, 0x81, 0x00, 0x00, 0x80]),
+        "an unread word before the escape stream": bytes([0x88, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x80]),
+        "a zero word before the escape stream": bytes([0x88, 0x01]) + bytes(5) + b"\x80",
         "a word after the escape stream": valid[:-1] + b"\x01\x00\x00\x00" + valid[-1:],
         "bytes appended": valid + b"\x01\x00\x00\x00",
         "the state padded": valid + b"\x00",
-        "state not back to 0": bytes([0x88, 0x01, 0x00, 0xFE]),
-        "a start-up count for the single lane": bytes([0x88, 0x01, 0x01, 0x00, 0xFF]),
-        "escapes bit clear": bytes([0x80, 0x01, 0x00, 0xFF]),
-        "escapes bit clear, size dropped": bytes([0x80, 0x00, 0xFF]),
-        "the full header of one chunk and one lane": bytes([0xC8, 0x01, 0x00, 0xFF]),
-        "state bits in the header": bytes([0x89, 0x01, 0x00, 0xFF]),
-        "the state's tail padded under the header's bits": bytes([0x88, 0x01, 0x00, 0xFF, 0x00]),
-        "two lanes claimed": bytes([0xC9, 0x01, 0x00, 0xFF]),
-        "two lanes claimed, with a second state and counts": bytes([0xC9, 0x00, 0x02, 0x00, 0x01, 0x00, 0xFF]),
-        "chunked claimed": bytes([0xCC, 0x04, 0x01, 0x00, 0xFF]),
-        "a checksum claimed": bytes([0xD8, 0x01, 0x00, 0xFF]),
-        "a format 2 header": bytes([0x50, 0x01, 0x00, 0xFF]),
+        "state not back to 0": bytes([0x88, 0x01, 0x00, 0x81]),
+        "a start-up count for the single lane": bytes([0x88, 0x01, 0x01, 0x00, 0x80]),
+        "escapes bit clear": bytes([0x80, 0x01, 0x00, 0x80]),
+        "escapes bit clear, size dropped": bytes([0x80, 0x00, 0x80]),
+        "the full header of one chunk and one lane": bytes([0xC8, 0x01, 0x00, 0x80]),
+        "state bits in the header": bytes([0x89, 0x01, 0x00, 0x80]),
+        "the state's tail padded under the header's bits": bytes([0x88, 0x01, 0x00, 0x80, 0x00]),
+        "two lanes claimed": bytes([0xC9, 0x01, 0x00, 0x80]),
+        "two lanes claimed, with a second state and counts": bytes([0xC9, 0x00, 0x02, 0x00, 0x01, 0x00, 0x80]),
+        "chunked claimed": bytes([0xCC, 0x04, 0x01, 0x00, 0x80]),
+        "a checksum claimed": bytes([0xD8, 0x01, 0x00, 0x80]),
+        "a format 2 header": bytes([0x50, 0x01, 0x00, 0x80]),
     }
     for what, data in variants.items():
         with pytest.raises(fc.DecodeError):

@@ -93,7 +93,9 @@ def test_size_is_the_information_content_plus_a_few_bytes(family, n, precision, 
     bits = ideal_bits(x, family, mu, s, precision)
     # docs/format.md, "Cost of a message": one lane here (n < 1024).
     assert 8 * len(data) <= bits + 8 * (6 + 3)
-    assert 8 * len(data) >= bits - 8
+    # No lower bound for a single message: the start-up map codes the most
+    # probable symbol from state 0 to state 0, so a trailing run of it (here
+    # escapes of huge scales at low precision) costs nothing.
 
 
 @pytest.mark.parametrize("n", [1023, 1024, 20000, 70000])
@@ -264,11 +266,11 @@ def test_corrupt_truncated_and_random_bytes_never_crash(tmp_path):
 # bits above its tail.
 PARAMETRIC_GOLDEN = {
     ("gaussian", True): "bf0bda371761046676a4c0f7f9ffff079900000000e0d4",
-    ("gaussian", False): "880b1f07702ac0f7f9ffff07990000000081f213",
+    ("gaussian", False): "880b7555d82bc0f7f9ffff0799000000001aac09",
     ("laplace", True): "b80a8106b161d876798a5fe3ffff1f5402000000b069",
-    ("laplace", False): "8a0ab98724835fe3ffff1f5402000000b624",
+    ("laplace", False): "880ac838b6e85fe3ffff1f54020000005b93",
     ("logistic", True): "b90a8ec8bf7f51b9cfa0dfe2ffff1f54020000005a81",
-    ("logistic", False): "8f0aaf378c3adfe2ffff1f54020000002bce",
+    ("logistic", False): "8a0a95c62f6fdfe2ffff1f5402000000230b",
 }
 
 

@@ -273,6 +273,38 @@ MUTATIONS = [
         "        return 4 if checksum else 0",
         "        return 2 if checksum else 0",
         "checksum=True writes a 2-byte checksum instead of 4"),
+    # --- the start-up map (coder/start_map.cpp) ----------------------------------------
+    Mutation(
+        "start-walk-tie-order", "src/cpp/coder/start_map.cpp",
+        "return a != b ? a < b : t < u;",
+        "return a != b ? a < b : t > u;",
+        "the walk orders equal keys by the higher symbol first",
+        first=("tests/test_coding.py",)),
+    Mutation(
+        "start-window-tie-order", "src/cpp/coder/start_map.cpp",
+        "return a != b ? a < b : p.symbol < q.symbol;",
+        "return a < b;",
+        "the general search leaves equal keys unordered",
+        first=("tests/test_coding.py",)),
+    Mutation(
+        "start-rank-no-ties", "src/cpp/coder/start_map.cpp",
+        "rank += t < s && a % f_s == 0 && (a / f_s) % 2 == 1;",
+        "rank += 0;",
+        "the encoder's rank misses equal keys of lower symbols",
+        first=("tests/test_coding.py",)),
+    Mutation(
+        "start-walk-bound", "src/cpp/coder/start_map.cpp",
+        "constexpr uint64_t kMaxWalk = 8;",
+        "constexpr uint64_t kMaxWalk = 0;",
+        "every decode of the map by the general search",
+        equivalent="the general search finds the same pair: the walk is only faster"),
+    Mutation(
+        "start-zero-last-max", "src/cpp/coder/start_map.cpp",
+        "if (freq_of(cdf, t) > freq_of(cdf, best)) best = t;",
+        "if (freq_of(cdf, t) >= freq_of(cdf, best)) best = t;",
+        "the rank-0 symbol the last of the most frequent, not the first",
+        first=("tests/test_coding.py",)),
+
 ]
 
 # Test files most likely to catch a mutation, by id prefix: run on their own

@@ -18,10 +18,16 @@
 // decoder must then not read words for a lane's start-up symbols (see
 // renormalize); it ends at 0.
 //
+// Small states use the start-up map instead (start_map.h): a symbol coded
+// from x < f goes to a rank near (x + 1/2) M / f rather than to c + x, and
+// the decoder inverts it where x' < M.
+//
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+
+#include "coder/start_map.h"
 
 #include "tables/tables.h"
 
@@ -30,6 +36,7 @@ namespace featcodec {
 namespace {
 
 constexpr uint64_t kStateLow = uint64_t{1} << 31;
+constexpr uint64_t kMaxTotal = uint64_t{1} << 16;  // M at the largest precision
 
 inline uint64_t mulhi64(uint64_t a, uint64_t b) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
@@ -141,6 +148,31 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
   x = uint64_t{freq} * (x >> precision) + slot - start;
   x = renormalize<kSingleLane>(x, reader, startup, freq, precision);
   return s;
+}
+
+// The decoding step of the start-up map, for x < M (rans_decode's x'): the
+// symbol's index, with x its state before.  Rank 0 (a run of the row's
+// most frequent symbol from state 0) without a search.  Out of line in
+// effect: start_map.cpp does the work, for a lane's last symbols only.
+template <bool kSingleLane>
+inline uint32_t decode_start(uint64_t& x, const TableRow& row, int precision, WordReader& reader, bool startup) {
+  StartPair pair;
+  if (x == 0) {
+    const uint32_t s = start_zero_symbol(row.cdf, row.length + 1);
+    pair = {s, row.cdf[s + 1] - row.cdf[s], 0};
+  } else {
+    pair = start_pair(row.cdf, row.length + 1, x, precision);
+  }
+  x = renormalize<kSingleLane>(pair.k, reader, startup, pair.freq, precision);
+  return pair.symbol;
+}
+
+// rans_decode, or decode_start where the state is below M.
+template <bool kSingleLane>
+inline uint32_t decode_symbol(uint64_t& x, const TableRow& row, int precision, int lookup_shift, WordReader& reader,
+                              bool startup = false) {
+  if (__builtin_expect(x >> precision == 0, 0)) return decode_start<kSingleLane>(x, row, precision, reader, startup);
+  return rans_decode<kSingleLane>(x, row, precision, lookup_shift, reader, startup);
 }
 
 }  // namespace
