@@ -10,7 +10,7 @@ scalar for the whole batch.  ``aux_loss()`` is added to the loss as is
   it is ``sum |y| / Q``, the magnitude of the symbols, which is what the bits
   grow with.  Quantization is straight-through in training.
 * :class:`NeuralRate`: the neural rate estimator of CVPR 2023, an entropy
-  model from :mod:`featcodec.entropy` (a ``Hyperprior`` as in the seeds, or a
+  model from :mod:`featcodec.entropy` (a ``Hyperprior`` as in that paper, or a
   ``FactorizedPrior``) whose rate is the estimated bits, sum of -log2
   likelihood of the code (and of the side information).
 """

@@ -48,7 +48,7 @@ class TrainConfig:
     epochs: int = 30
     optimizer: str = "sgd"             # "sgd" or "adam"
     lr: float = 0.5
-    momentum: float = 0.9              # SGD momentum: the seeds give only the lr; 0.9 is our choice
+    momentum: float = 0.9              # SGD momentum: the papers give only the lr; 0.9 is our choice
     weight_decay: float = 0.0
     step_size: Optional[int] = 15      # StepLR period in epochs; None: constant lr
     gamma: float = 0.1

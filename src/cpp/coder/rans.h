@@ -151,18 +151,11 @@ inline uint32_t rans_decode(uint64_t& x, const TableRow& row, int precision, int
 }
 
 // The decoding step of the start-up map, for x < M (rans_decode's x'): the
-// symbol's index, with x its state before.  Rank 0 (a run of the row's
-// most frequent symbol from state 0) without a search.  Out of line in
-// effect: start_map.cpp does the work, for a lane's last symbols only.
+// symbol's index, with x its state before.  start_map.cpp does the work,
+// for a lane's last symbols only.
 template <bool kSingleLane>
 inline uint32_t decode_start(uint64_t& x, const TableRow& row, int precision, WordReader& reader, bool startup) {
-  StartPair pair;
-  if (x == 0) {
-    const uint32_t s = start_zero_symbol(row.cdf, row.length + 1);
-    pair = {s, row.cdf[s + 1] - row.cdf[s], 0};
-  } else {
-    pair = start_pair(row.cdf, row.length + 1, x, precision);
-  }
+  const StartPair pair = start_pair(row.cdf, row.length + 1, x, precision);
   x = renormalize<kSingleLane>(pair.k, reader, startup, pair.freq, precision);
   return pair.symbol;
 }

@@ -21,6 +21,7 @@ uint32_t start_zero_symbol(const uint32_t* cdf, uint32_t count) {
 // The pairs before (s, k_s): per symbol t, the odd numbers o = 2k + 1 with
 // o f_s < (2k_s + 1) f_t, and the equal key (o f_s == (2k_s + 1) f_t) when t < s.
 uint64_t start_rank(const uint32_t* cdf, uint32_t count, uint32_t s, uint64_t k_s) {
+  if (k_s == 0 && s == start_zero_symbol(cdf, count)) return 0;  // a run of it from state 0, without divisions
   const uint64_t f_s = freq_of(cdf, s), odd = 2 * k_s + 1;
   uint64_t rank = 0;
   for (uint32_t t = 0; t < count; ++t) {
@@ -80,6 +81,10 @@ constexpr uint64_t kMaxWalk = 8;
 // giving back the greatest), each step O(count) without a division.
 StartPair start_pair(const uint32_t* cdf, uint32_t count, uint64_t y, int precision) {
   if (count == 1) return {0, uint32_t(freq_of(cdf, 0)), y};
+  if (y == 0) {  // a run of the most frequent symbol from state 0, without a search
+    const uint32_t s = start_zero_symbol(cdf, count);
+    return {s, uint32_t(freq_of(cdf, s)), 0};
+  }
   const uint64_t odd = 2 * y + 1;
   std::vector<uint64_t> below(count);  // pairs of symbol t with a key below the mark
   uint64_t rank = 0;
