@@ -791,6 +791,28 @@ def test_lane_head_in_its_only_form():
     assert len(bad) == 3, "the case has no padding bits to test"
 
 
+def test_a_start_up_count_past_its_lane_is_rejected():
+    """Lanes 1 .. 7 hold only free symbols, so each is in its start-up phase
+    throughout (count = its symbols); one count more would mean the same
+    phase, a second form of the same values: both decoders refuse it."""
+    t = fc.CdfTables.gaussian([0.3, 40.0], precision=12)
+    n = 1 << 18
+    rng = np.random.default_rng(5)
+    idx = (np.arange(n) % 8 == 0).astype(np.int32)
+    x = np.where(idx == 1, np.round(rng.normal(0, 40.0, n)), 0).astype(np.int32)
+    message = fc.encode(x, t, idx, checksum=False)
+    assert ref.parse_header(message[0])["lanes"] == 8
+    flushed, counts, states, end = ref.read_lane_head(message[1:], n, 8)
+    assert counts[1] == n // 8
+    counts[1] += 1
+    width = max(k.bit_length() for k in counts)
+    data = message[:1] + _rebuilt_lane_head(width, flushed, counts, states, n) + message[1 + end:]
+    with pytest.raises(fc.DecodeError):
+        fc.decode(data, t, idx)
+    with pytest.raises(ref.FormatError):
+        ref.decode(data, t, idx)
+
+
 def test_decode_can_require_a_checksum():
     x = np.arange(300) % 9 - 4
     bare = fc.encode(x, TABLES, 0, checksum=False)
