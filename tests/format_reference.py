@@ -48,11 +48,13 @@ def varint(v: int) -> bytes:
     return bytes(out)
 
 
-# A varint longer than the largest legal value needs is rejected: 9 bytes for
-# a lane state (< 2^63), 5 for a start-up count (<= 2^31 a chunk) and a chunk
-# length in the directory.
-STATE_VARINT_BYTES = 9
+# A varint longer than the largest legal value needs is rejected: 5 bytes for
+# a chunk length in the directory and an escape stream's size.
 COUNT_VARINT_BYTES = 5
+# The lane head: the start-up counts' width, and a lane state's bit length
+# (less 32 once the lane is past its start-up phase).
+COUNT_WIDTH_BITS = 5
+STATE_LENGTH_BITS = 5
 
 
 def read_varint(data: bytes, pos: int, max_bytes: int = COUNT_VARINT_BYTES) -> tuple[int, int]:
@@ -207,18 +209,15 @@ def escape_stream(entries: list[int]) -> bytes:
 class EncodedChunk:
     """A chunk's parts; its bytes depend on the message's escapes bit."""
 
-    def __init__(self, states, startup, flushed, words, stream):
+    def __init__(self, symbols, states, startup, flushed, words, stream):
+        self.symbols = symbols
         self.states, self.startup, self.flushed = states, startup, flushed
         self.words, self.stream = words, stream
 
     def to_bytes(self, escapes: bool, compact: bool = False) -> bytes:
         """The chunk's bytes; with ``compact``, lane 0's state above its tail
         bytes is left out (``self.high``: it goes in the header)."""
-        lanes = len(self.states)
-        head = b"".join(varint(x) for x in self.states[1:])
-        if lanes > 1:  # a single lane stores no start-up count
-            head += varint(2 * self.startup[0] + int(self.flushed))
-            head += b"".join(varint(k) for k in self.startup[1:])
+        head = self.lane_head() if len(self.states) > 1 else b""  # a single lane stores no head
         if escapes:
             head += varint(len(self.stream))
         elif self.stream:
@@ -231,6 +230,24 @@ class EncodedChunk:
         else:
             tail = x.to_bytes(max(1, (x.bit_length() + 7) // 8), "little")
         return head + self.words + self.stream + tail
+
+    def lane_head(self) -> bytes:
+        lanes, n = len(self.states), self.symbols
+        width = max(k.bit_length() for k in self.startup)
+        bits = BitWriter()
+        bits.put(width, COUNT_WIDTH_BITS)
+        bits.put(int(self.flushed), 1)
+        for k in self.startup:
+            bits.put(k, width)
+        for lane in range(1, lanes):
+            x, b = self.states[lane], self.states[lane].bit_length()
+            if self.startup[lane] < len(range(lane, n, lanes)):  # past its start-up phase: x >= 2^31
+                assert 32 <= b <= 63
+                bits.put(b - 32, STATE_LENGTH_BITS)
+            else:
+                bits.put(b, STATE_LENGTH_BITS + 1)
+            bits.put(x, max(b - 1, 0))  # below its leading one
+        return bits.to_bytes()
 
 
 def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int, lane0_start: int = 0) -> EncodedChunk:
@@ -263,7 +280,7 @@ def encode_chunk(values: list[int], indexes: list[int], rows: Rows, lanes: int, 
     if flushed:
         words.append(struct.pack("<I", state[0] & 0xFFFFFFFF))
         state[0] >>= 32
-    return EncodedChunk(state, startup, flushed, b"".join(reversed(words)), escape_stream(escapes[::-1]))
+    return EncodedChunk(len(values), state, startup, flushed, b"".join(reversed(words)), escape_stream(escapes[::-1]))
 
 
 def compact_message(chunk: bytes, escapes: bool) -> bytes:
@@ -280,6 +297,40 @@ def compact_message(chunk: bytes, escapes: bool) -> bytes:
     return bytes([header]) + chunk[:len(chunk) - tail] + (x & ((1 << (8 * t)) - 1)).to_bytes(t, "little")
 
 
+def read_lane_head(data: bytes, n: int, lanes: int) -> tuple[bool, list[int], list[int], int]:
+    """The lane head of a chunk of n symbols: lane 0's flush bit, the start-up
+    counts, the states of lanes 1 .. K-1, and the position after the head."""
+    bit_pos = 0
+
+    def get(k: int) -> int:
+        nonlocal bit_pos
+        v = 0
+        for i in range(k):
+            if bit_pos >= 8 * len(data):
+                raise FormatError("lane head runs past the chunk")
+            v |= ((data[bit_pos >> 3] >> (bit_pos & 7)) & 1) << i
+            bit_pos += 1
+        return v
+
+    width = get(COUNT_WIDTH_BITS)
+    flushed = bool(get(1))
+    counts = [get(width) for _ in range(lanes)]
+    if max(k.bit_length() for k in counts) != width:
+        raise FormatError("start-up counts wider than they need")
+    states = []
+    for lane in range(lanes):
+        n_lane = len(range(lane, n, lanes))
+        if counts[lane] > n_lane:
+            raise FormatError("start-up count larger than the lane's symbol count")
+        if lane == 0:
+            continue
+        b = get(STATE_LENGTH_BITS) + 32 if counts[lane] < n_lane else get(STATE_LENGTH_BITS + 1)  # <= 63
+        states.append(0 if b == 0 else 1 << (b - 1) | get(b - 1))
+    if bit_pos % 8 and data[bit_pos >> 3] >> (bit_pos % 8):
+        raise FormatError("lane head padding bits are not zero")
+    return flushed, counts, states, (bit_pos + 7) // 8
+
+
 def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool,
                  high: Optional[int] = None) -> tuple[list[int], int, bool]:
     """Decodes one chunk of len(indexes) symbols with every check of docs/format.md.
@@ -290,22 +341,11 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
     n = len(indexes)
     pos = 0
     state = [0] * lanes
-    for lane in range(1, lanes):
-        x, pos = read_varint(data, pos, STATE_VARINT_BYTES)
-        if x >= 1 << 63:
-            raise FormatError("lane state >= 2^63")
-        state[lane] = x
     startup_begin = [n] * lanes  # a single lane: no count (its phase is where its words are used up)
     flushed = False
     if lanes > 1:
-        for lane in range(lanes):
-            k, pos = read_varint(data, pos)
-            if lane == 0:
-                flushed, k = bool(k & 1), k >> 1
-            n_lane = len(range(lane, n, lanes))
-            if k > n_lane:
-                raise FormatError("start-up count larger than the lane's symbol count")
-            startup_begin[lane] = n_lane - k
+        flushed, counts, state[1:], pos = read_lane_head(data, n, lanes)
+        startup_begin = [len(range(lane, n, lanes)) - counts[lane] for lane in range(lanes)]
     escape_size = 0
     if escapes:
         escape_size, pos = read_varint(data, pos)

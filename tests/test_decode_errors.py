@@ -739,6 +739,80 @@ def test_padded_varints_are_rejected_by_library_and_model():
         ref.decode(padded, TABLES, 1, shape=(40,))
 
 
+def _rebuilt_lane_head(width: int, flushed: bool, counts, states, n: int, padding: int = 0) -> bytes:
+    """A lane head written field by field (docs/format.md, "Chunks"), with
+    a chosen count width and padding bits."""
+    bits = ref.BitWriter()
+    bits.put(width, ref.COUNT_WIDTH_BITS)
+    bits.put(int(flushed), 1)
+    for k in counts:
+        bits.put(k, width)
+    lanes = len(counts)
+    for lane, x in enumerate(states, start=1):
+        b = x.bit_length()
+        if counts[lane] < len(range(lane, n, lanes)):
+            bits.put(b - 32, ref.STATE_LENGTH_BITS)
+        else:
+            bits.put(b, ref.STATE_LENGTH_BITS + 1)
+        bits.put(x, max(b - 1, 0))
+    used = len(bits.bits)
+    bits.put(0, -used % 8)
+    head = bytearray(bits.to_bytes())
+    if padding:
+        assert used % 8, "no padding bits to set"
+        head[-1] |= 0x80
+    return bytes(head)
+
+
+def test_lane_head_in_its_only_form():
+    """The lane head's count width is the fewest bits, its padding zero, and
+    no count exceeds its lane: anything else is rejected by both decoders."""
+    x = _lane_case(20000, 2)
+    idx = np.full(x.shape, 2, np.int32)
+    message = fc.encode(x, LANE_TABLES, 2, checksum=False)
+    header = ref.parse_header(message[0])
+    assert header["lanes"] == 4 and not header["chunked"]
+    chunk = message[1:]
+    flushed, counts, states, end = ref.read_lane_head(chunk, x.size, 4)
+    width = max(k.bit_length() for k in counts)
+    assert _rebuilt_lane_head(width, flushed, counts, states, x.size) == chunk[:end]
+    bad = {
+        "wider counts": _rebuilt_lane_head(width + 1, flushed, counts, states, x.size),
+        "a count beyond its lane": _rebuilt_lane_head(15, flushed, [counts[0] + 5000] + counts[1:], states, x.size),
+    }
+    if (end * 8 - (6 + 4 * width + sum(5 + s.bit_length() - 1 for s in states))) > 0:
+        bad["nonzero padding"] = _rebuilt_lane_head(width, flushed, counts, states, x.size, padding=1)
+    for name, head in bad.items():
+        data = message[:1] + head + chunk[end:]
+        with pytest.raises(fc.DecodeError):
+            fc.decode(data, LANE_TABLES, idx)
+        with pytest.raises(ref.FormatError):
+            ref.decode(data, LANE_TABLES, idx)
+    assert len(bad) == 3, "the case has no padding bits to test"
+
+
+def test_a_start_up_count_past_its_lane_is_rejected():
+    """Lanes 1 .. 7 hold only free symbols, so each is in its start-up phase
+    throughout (count = its symbols); one count more would mean the same
+    phase, a second form of the same values: both decoders refuse it."""
+    t = fc.CdfTables.gaussian([0.3, 40.0], precision=12)
+    n = 1 << 18
+    rng = np.random.default_rng(5)
+    idx = (np.arange(n) % 8 == 0).astype(np.int32)
+    x = np.where(idx == 1, np.round(rng.normal(0, 40.0, n)), 0).astype(np.int32)
+    message = fc.encode(x, t, idx, checksum=False)
+    assert ref.parse_header(message[0])["lanes"] == 8
+    flushed, counts, states, end = ref.read_lane_head(message[1:], n, 8)
+    assert counts[1] == n // 8
+    counts[1] += 1
+    width = max(k.bit_length() for k in counts)
+    data = message[:1] + _rebuilt_lane_head(width, flushed, counts, states, n) + message[1 + end:]
+    with pytest.raises(fc.DecodeError):
+        fc.decode(data, t, idx)
+    with pytest.raises(ref.FormatError):
+        ref.decode(data, t, idx)
+
+
 def test_decode_can_require_a_checksum():
     x = np.arange(300) % 9 - 4
     bare = fc.encode(x, TABLES, 0, checksum=False)
@@ -910,7 +984,7 @@ def test_one_lane_for_a_short_many_lane_chunk(checksum):
     assert ref.parse_header(message[0])["lanes"] == 1
     assert message == ref.encode(x, LANE_TABLES, 0, checksum)
     forced = ref.encode(x, LANE_TABLES, 0, checksum, lanes=4)
-    assert len(message) + 6 <= len(forced)
+    assert len(message) + 3 <= len(forced)  # a lane head: over a byte per extra lane
     np.testing.assert_array_equal(fc.decode(message, LANE_TABLES, np.zeros(x.shape, np.int32)), x)
     # The same values with the chunk size's 4 lanes: decodable, but not what an encoder writes.
     with pytest.raises(fc.DecodeError, match="several lanes where the encoder uses one"):

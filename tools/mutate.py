@@ -255,9 +255,29 @@ MUTATIONS = [
         "start-up counts larger than the encoder's are accepted (non-canonical messages)"),
     Mutation(
         "coder-padded-final-state", "src/cpp/coder/chunk_kernels.inc",
-        "if ((tail > 1 && t[tail - 1] == 0) || x >= kStateLow)",
+        "if (padded || x >= kStateLow)",
         "if (x >= kStateLow)",
         "lane 0's final state may carry a zero high byte (non-canonical)"),
+    Mutation(
+        "coder-lane-head-wide-counts", "src/cpp/coder/lane_head.h",
+        "if (widest != width)",
+        "if (widest > width)",
+        "the lane head's start-up counts may be wider than they need (non-canonical)"),
+    Mutation(
+        "coder-lane-head-padding", "src/cpp/coder/lane_head.h",
+        "if ((bit_ & 7) && (p_[bit_ >> 3] >> (bit_ & 7)))",
+        "if (false)",
+        "the lane head's padding bits are not checked"),
+    Mutation(
+        "coder-lane-head-count-range", "src/cpp/coder/lane_head.h",
+        "if (startup[l] > uint64_t(lane_symbols(count, l, K)))",
+        "if (startup[l] > uint64_t(lane_symbols(count, l, K)) + 1)",
+        "a start-up count one beyond its lane's symbols is accepted"),
+    Mutation(
+        "coder-lane-head-length-base", "src/cpp/coder/lane_head.h",
+        "return startup < uint64_t(n_lane) ? 32 : 0;",
+        "return startup < uint64_t(n_lane) ? 31 : 0;",
+        "the lane head writes a past-start-up state's bit length less 31, not 32 (other bytes)"),
     Mutation(
         "python-required-checksum-true", "python/featcodec/_coding.py",
         "        return 1 if checksum or context else 0",

@@ -16,6 +16,7 @@
 #include "coder/chunk.h"
 #include "coder/escape.h"
 #include "coder/rans.h"
+#include "coder/lane_head.h"
 #include "coder/varint.h"
 
 namespace featcodec {
@@ -67,20 +68,20 @@ Header unpack_header(uint8_t b) {
 bool is_compact(int64_t n, bool chunked, int lanes) { return n > 0 && !chunked && lanes == 1; }
 
 // Lanes.  Interleaved lanes hide the coder's latency (the vector decoders
-// take eight), but each one beyond the first costs 3 to 5 bytes: its final
-// state, its start-up count and its start-up slack.  A chunk of at most
+// take eight), but each one beyond the first costs about 1.5 bytes: its
+// final state's bit length and its start-up count in the lane head.  A chunk of at most
 // 16384 symbols has one lane; a larger one has `fast_lanes` (4 up to 65536
 // symbols, else 8), unless one lane codes every chunk of the message in
-// under `single_lane_limit` bytes: then the extra lanes would cost more than
-// about 0.1 % of the message (4 bytes a lane per 4 KiB), and the message has
-// one lane.  The rule is the encoder's, and the decoder checks it (so a
+// under `single_lane_limit` bytes (4 KiB per extra lane, where the extra
+// lanes would cost about 0.04 % of the message), and the message has one
+// lane.  The rule is the encoder's, and the decoder checks it (so a
 // message stays canonical without a checksum): a one-lane message must have
 // every chunk under the limit, and a many-lane message whose chunks are all
 // under the limit plus `lane_margin` is re-encoded with one lane to see that
 // some chunk reaches the limit.  (The margin bounds how much longer the
-// many-lane chunk can be than the one-lane chunk: per extra lane a state
-// varint of at most 9 bytes, a start-up count of at most 5 and under 3 bytes
-// of slack.)
+// many-lane chunk can be than the one-lane chunk: per extra lane at most
+// 68 bits of state and 31 of start-up count in the lane head, and under 3
+// bytes of slack.)
 int fast_lanes(int64_t count) { return count <= 16384 ? 1 : count <= 65536 ? 4 : 8; }
 size_t single_lane_limit(int fast) { return size_t{4096} * size_t(fast - 1); }
 size_t lane_margin(int fast) { return size_t{32} * size_t(fast); }
@@ -107,16 +108,13 @@ uint64_t message_checksum(uint64_t seed, const std::vector<uint64_t>& chunk_hash
   return bytes == 0 ? 0 : h & (~uint64_t{0} >> (64 - 8 * bytes));
 }
 
-// The bytes around a chunk's words: before them the states of lanes 1 ..
-// K-1, the start-up counts (several lanes only; lane 0's doubled, plus its
-// flush bit) and the escape stream's size when the message has escapes;
+// The bytes around a chunk's words: before them the lane head (several
+// lanes only: lane_head.h) and the escape stream's size when the message
+// has escapes;
 // after the escape stream, lane 0's state in its shortest form (1 to 4
 // bytes: the decoder knows how many from the chunk's length).
-void finish_chunk(Message::Chunk& part, bool escapes, bool compact) {
-  const size_t lanes = part.states.size();
-  for (size_t l = 1; l < lanes; ++l) put_varint(part.head, part.states[l]);
-  if (lanes > 1)
-    for (size_t l = 0; l < lanes; ++l) put_varint(part.head, l == 0 ? 2 * part.startup[0] + part.flushed : part.startup[l]);
+void finish_chunk(Message::Chunk& part, int64_t count, bool escapes, bool compact) {
+  if (part.states.size() > 1) put_lane_head(part.head, part.states, part.startup, part.flushed, count);
   if (escapes) put_varint(part.head, part.escape_bytes.size());
   uint64_t x = part.states[0];
   if (compact) {  // the fewest bytes (at least one) below the header's 5 bits
@@ -418,9 +416,9 @@ Message encode_message(const int32_t* symbols, int64_t n, const ChunkEncoder& co
     });
     for (const Message::Chunk& part : chunks) header.escapes |= !part.escape_bytes.empty();
     std::vector<size_t> sizes;
-    for (Message::Chunk& part : chunks) {
-      finish_chunk(part, header.escapes, compact);
-      sizes.push_back(part.size());
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      finish_chunk(chunks[c], std::min(chunk, n - c * chunk), header.escapes, compact);
+      sizes.push_back(chunks[c].size());
     }
     return sizes;
   };
@@ -569,7 +567,7 @@ void decode_message(const uint8_t* data, size_t size, int64_t n, const ChunkDeco
       const int64_t begin = c * chunk, count = std::min(chunk, n - begin);
       Message::Chunk part;
       encode_chunk(1, begin, count, part, c == 0 ? single_checksum : 0);
-      finish_chunk(part, header.escapes, compact);
+      finish_chunk(part, count, header.escapes, compact);
       reaches = part.size() >= single_lane_limit(fast);
     }
     if (!reaches)
