@@ -36,7 +36,7 @@ TARGETS = {  # (workload, peer, direction) -> minimum featcodec / peer ratio
     ("W2", "constriction", "encode"): 3.0,
     ("W2", "constriction", "decode"): 10.0,
 }
-OVERHEAD_TARGET_PERCENT = 0.02  # W1, over the exact model
+OVERHEAD_TARGET_PERCENT = 0.01  # W1 without checksum, over the exact model (message format 3)
 
 
 def best_time(fn: Callable, *args, repeat: int) -> tuple[float, object]:
@@ -159,9 +159,12 @@ def report_workload(label: str, w, tables, indexes, exact_bits: float, repeat: i
             ratios[f"{peer} {direction}"] = ratio
             print(f"  featcodec / {peer} {direction}: {ratio:6.1f}x{verdict}")
     if label.startswith("W1"):
-        total = ours["over_exact_percent"]
-        print(f"  overhead over exact model: {total:.4f}% (target <= {OVERHEAD_TARGET_PERCENT}%: "
-              f"{'met' if total <= OVERHEAD_TARGET_PERCENT else 'NOT met'})")
+        # The target is the core issue's, for a message without checksum.
+        bare = len(fc.encode(w.symbols, tables, indexes, checksum=False))
+        total = 100 * (8 * bare / exact_bits - 1)
+        print(f"  overhead over exact model without checksum: {total:.4f}% ({bare:,} bytes; target <= "
+              f"{OVERHEAD_TARGET_PERCENT}%: {'met' if total <= OVERHEAD_TARGET_PERCENT else 'NOT met'})")
+        ratios["over_exact_no_checksum_percent"] = total
     results[label[:2]] = {"rows": rows, "ratios": ratios, "table_quantization_percent": quantization,
                           "coder_bytes": coder_bytes, "exact_bytes": exact_bits / 8}
 
