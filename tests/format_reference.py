@@ -188,6 +188,28 @@ class BitWriter:
         return bytes(out)
 
 
+class BitReader:
+    """Reads what BitWriter writes; `what` names the stream in errors."""
+
+    def __init__(self, data: bytes, what: str):
+        self.data, self.what, self.pos = data, what, 0
+
+    def get(self, k: int) -> int:
+        v = 0
+        for i in range(k):
+            if self.pos >= 8 * len(self.data):
+                raise FormatError(f"{self.what} runs past its end")
+            v |= ((self.data[self.pos >> 3] >> (self.pos & 7)) & 1) << i
+            self.pos += 1
+        return v
+
+    def bytes_used(self) -> int:
+        """Bytes begun, after checking the last one's padding bits are zero."""
+        if self.pos % 8 and self.data[self.pos >> 3] >> (self.pos % 8):
+            raise FormatError(f"{self.what} padding bits are not zero")
+        return (self.pos + 7) // 8
+
+
 def escape_entry(bits: BitWriter, e: int) -> None:
     nb = e.bit_length() - 1
     assert 0 <= nb <= MAX_ESCAPE_BITS
@@ -300,18 +322,8 @@ def compact_message(chunk: bytes, escapes: bool) -> bytes:
 def read_lane_head(data: bytes, n: int, lanes: int) -> tuple[bool, list[int], list[int], int]:
     """The lane head of a chunk of n symbols: lane 0's flush bit, the start-up
     counts, the states of lanes 1 .. K-1, and the position after the head."""
-    bit_pos = 0
-
-    def get(k: int) -> int:
-        nonlocal bit_pos
-        v = 0
-        for i in range(k):
-            if bit_pos >= 8 * len(data):
-                raise FormatError("lane head runs past the chunk")
-            v |= ((data[bit_pos >> 3] >> (bit_pos & 7)) & 1) << i
-            bit_pos += 1
-        return v
-
+    head = BitReader(data, "lane head")
+    get = head.get
     width = get(COUNT_WIDTH_BITS)
     flushed = bool(get(1))
     counts = [get(width) for _ in range(lanes)]
@@ -326,9 +338,7 @@ def read_lane_head(data: bytes, n: int, lanes: int) -> tuple[bool, list[int], li
             continue
         b = get(STATE_LENGTH_BITS) + 32 if counts[lane] < n_lane else get(STATE_LENGTH_BITS + 1)  # <= 63
         states.append(0 if b == 0 else 1 << (b - 1) | get(b - 1))
-    if bit_pos % 8 and data[bit_pos >> 3] >> (bit_pos % 8):
-        raise FormatError("lane head padding bits are not zero")
-    return flushed, counts, states, (bit_pos + 7) // 8
+    return flushed, counts, states, head.bytes_used()
 
 
 def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escapes: bool,
@@ -378,17 +388,8 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
         if x0 < STATE_LOW:
             raise FormatError("flushed state below 2^31")
     state[0] = x0
-    bit_pos = 0
-
-    def get_bits(k: int) -> int:
-        nonlocal bit_pos
-        v = 0
-        for i in range(k):
-            if bit_pos >= 8 * len(stream):
-                raise FormatError("escape stream runs past its size")
-            v |= ((stream[bit_pos >> 3] >> (bit_pos & 7)) & 1) << i
-            bit_pos += 1
-        return v
+    escape_bits = BitReader(stream, "escape stream")
+    get_bits = escape_bits.get
 
     out = []
     for j in range(n):
@@ -428,10 +429,8 @@ def decode_chunk(data: bytes, indexes: list[int], rows: Rows, lanes: int, escape
             out.append(v)
     if word_pos != len(words):
         raise FormatError("words left unread")
-    if (bit_pos + 7) // 8 != len(stream):
+    if escape_bits.bytes_used() != len(stream):
         raise FormatError("escape bytes left unread")
-    if bit_pos % 8 and stream[-1] >> (bit_pos % 8):
-        raise FormatError("escape padding bits are not zero")
     if any(state[1:]):
         raise FormatError("a lane does not end at state 0")
     return out, state[0], escape_size > 0

@@ -272,7 +272,10 @@ MUTATIONS = [
         "coder-lane-head-count-range", "src/cpp/coder/lane_head.h",
         "if (startup[l] > uint64_t(lane_symbols(count, l, K)))",
         "if (startup[l] > uint64_t(lane_symbols(count, l, K)) + 1)",
-        "a start-up count one beyond its lane's symbols is accepted"),
+        "a start-up count one beyond its lane's symbols is accepted",
+        equivalent="a count of the lane's symbols plus one puts the phase's first symbol before the lane's "
+                   "first, so the decoder's start-up entry check refuses it (\"start-up count too large\"); "
+                   "the range check is for counts beyond that"),
     Mutation(
         "coder-lane-head-length-base", "src/cpp/coder/lane_head.h",
         "return startup < uint64_t(n_lane) ? 32 : 0;",
