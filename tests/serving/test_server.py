@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from featcodec.serving import (BackgroundServer, Client, ErrorCode, Limits, SplitServer, StreamClosed, Tail)
+from featcodec.serving import (BackgroundServer, Client, ErrorCode, Limits, SplitServer, StreamClosed, Tail,
+                               use_torch_threads)
 from featcodec.serving import inference_pb2 as pb
 from featcodec.serving._protocol import INFER
 from featcodec.serving.server import bank_fingerprint
@@ -218,7 +219,8 @@ class SlowBank:
 
 def test_a_stream_has_at_most_max_in_flight_messages_being_answered(bank, tail, classifier, images):
     slow = SlowBank(bank, 0.02)
-    server = SplitServer(slow, tail, Limits(max_in_flight=2, decode_workers=6))
+    # A long max_wait puts a stream's two messages in one batch, which the pool decodes at once.
+    server = SplitServer(slow, tail, Limits(max_in_flight=2, decode_workers=6, max_wait=0.25))
     with BackgroundServer(server, timeout=TIMEOUT) as running:
         with Client(running.address, bank, classifier[1], unit=0, window=12, timeout=TIMEOUT) as client:
             messages = client.encode(images) * 2
@@ -308,10 +310,40 @@ def test_the_tail_runs_with_tail_threads(bank, classifier, images, threads):
     counting = ThreadCounting(classifier[2])
     tail = Tail(counting, bank.feature_shape)
     counting.seen.clear()  # the probe at construction ran on this thread
-    with BackgroundServer(SplitServer(bank, tail, Limits(tail_threads=threads)), timeout=TIMEOUT) as running:
-        with Client(running.address, bank, classifier[1], unit=0, timeout=TIMEOUT) as client:
-            assert all(a.ok for a in client.infer(images))
+    # Messages that arrive together are decoded on the pool, whose threads start (and set their
+    # own count) before the tail's first call: the tail's count must survive that.
+    limits = Limits(tail_threads=threads, decode_workers=2, max_wait=0.25)
+    with BackgroundServer(SplitServer(bank, tail, limits), timeout=TIMEOUT) as running:
+        with Client(running.address, bank, classifier[1], unit=0, window=8, timeout=TIMEOUT) as client:
+            assert all(a.ok for a in client.send(client.encode(images)))
     assert counting.seen == {threads}
+
+
+def test_use_torch_threads_holds_against_other_threads():
+    seen = []
+    set_own, other_done = threading.Event(), threading.Event()
+
+    def own() -> None:
+        use_torch_threads(3)
+        set_own.set()
+        other_done.wait(TIMEOUT)
+        seen.append(torch.get_num_threads())
+
+    def other() -> None:
+        set_own.wait(TIMEOUT)
+        torch.set_num_threads(1)
+        other_done.set()
+
+    before = torch.get_num_threads()
+    try:
+        threads = [threading.Thread(target=own), threading.Thread(target=other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3]
 
 
 def test_server_listens_where_it_is_told(bank, tail):

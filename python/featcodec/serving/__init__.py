@@ -16,8 +16,8 @@ and how to deploy replicas.  Needs grpcio, protobuf and torch
 
 from ._protocol import Answer, ErrorCode, ServingError
 from .client import Client, Stream, StreamClosed
-from .server import BackgroundServer, Limits, SplitServer, serve_forever
+from .server import BackgroundServer, Limits, SplitServer, serve_forever, use_torch_threads
 from .tail import NETWORKS, Tail, TailOutput, load_network
 
 __all__ = ["Answer", "BackgroundServer", "Client", "ErrorCode", "Limits", "NETWORKS", "ServingError", "SplitServer",
-           "Stream", "StreamClosed", "Tail", "TailOutput", "load_network", "serve_forever"]
+           "Stream", "StreamClosed", "Tail", "TailOutput", "load_network", "serve_forever", "use_torch_threads"]

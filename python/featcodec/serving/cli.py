@@ -35,8 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-workers", type=int, default=os.cpu_count() or 1, help="decoding threads")
     p.add_argument("--tail-threads", type=int, default=os.cpu_count() or 1,
                    help="torch intra-op threads of the tail's calls (default: one per core)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads of the main thread, which "
-                   "loads the network and checks the tail (default: torch's)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the main thread, which "
+                   "loads the network and checks the tail (default 1: a team of its own would leave more OpenMP "
+                   "threads than cores, and the tail's would stop spinning at barriers)")
     p.add_argument("--stop-after", type=float, default=None, help="stop after this many seconds")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -53,8 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .server import Limits, SplitServer, serve_forever
     from .tail import Tail, load_network
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     bank = RateBank.load(args.bank)
     bank_split = getattr(bank, "split", None)
     if bank_split and bank_split != args.split:

@@ -1,16 +1,32 @@
 """The split-inference server: rate-bank messages in, the tail's answers out.
 
-Each stream (``Infer``) is read by one coroutine.  A message is decoded by
-the bank on a pool of threads (one per core by default; the entropy decoder
-and torch release the GIL), and its features join a queue; a batcher takes
-what has arrived together, up to ``max_batch`` images and waiting at most
-``max_wait`` for more, and runs the tail on them in one call on its own
-thread, with ``tail_threads`` torch intra-op threads (every core by
-default), while the pool decodes the next messages.  The tail is most of a
-message's work, so a tail held to one core would leave the others to the
-decoders, which need far less; torch's thread count is per thread (OpenMP),
-so the decoders keep theirs (the cores shared out among them).  Each message gets exactly one reply with its id: the answer, or an
-error for that message alone; the stream and the server go on.
+Each stream (``Infer``) is read by one coroutine, which parses a message's
+request, checks its size and puts it in a queue.  A batcher takes what has
+arrived together, up to ``max_batch`` messages, waiting at most
+``max_wait`` for more, and answers them on its own thread in two phases:
+the bank decodes them on a pool of threads (one per core by default; the
+entropy decoder and torch release the GIL), then the tail runs on their
+images in one call (at most ``max_batch`` images a call) with
+``tail_threads`` torch intra-op threads (every core by default).
+
+The phases take turns rather than overlap.  The tail is most of a
+message's work, so it gets every core; its OpenMP team waits at each
+operator's barrier for its slowest thread, so a decoder holding one of the
+team's cores stalls all of them (on 2 cores, decoding beside a 2-thread
+tail took 15 % more CPU an image than taking turns, and a tail held to one
+core ran at half the in-process rate).  While the batcher works, the next messages wait in the
+queue and form the next batch.  Each message gets exactly one reply with
+its id: the answer, or an error for that message alone; the stream and the
+server go on.
+
+Torch's OpenMP runtime (libgomp) spins at a barrier only while the process
+has no more OpenMP threads than cores, and a thread that once ran torch with
+several threads keeps its team until it ends.  So the decoders run torch on
+one thread each, the server's threads end when it stops, and a process that
+serves should run torch on its other threads with one thread
+(``torch.set_num_threads(1)`` before loading the network; ``featcodec
+serve`` does): one idle 2-thread team elsewhere slowed the tail on 2 cores
+by a quarter.
 
 What a request may cost is bounded: a message over ``max_message_bytes`` is
 refused before it is decoded (a frame over twice that ends its stream), a stream has
@@ -30,7 +46,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, List, Optional, Protocol, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 import grpc
 import torch
@@ -69,10 +85,11 @@ class Limits:
 
     max_message_bytes: the largest bank message decoded;
     max_in_flight: messages of one stream being answered at once;
-    max_batch: images in one tail call (and in one message);
+    max_batch: images in one message and in one tail call, messages in one batch;
     max_wait: seconds the batcher waits for more messages once it has one;
     max_streams: streams open at once (more are refused by gRPC);
-    decode_workers: threads decoding messages (default: one per core);
+    decode_workers: threads decoding messages (default: one per core; 1:
+    the tail's thread decodes, with the tail's torch threads);
     tail_threads: torch intra-op threads of the tail's calls (default: one per core).
     """
 
@@ -94,6 +111,19 @@ class Limits:
             raise ValueError(f"max_wait must be in [0, 10] seconds, got {self.max_wait!r}")
 
 
+def use_torch_threads(count: int) -> None:
+    """Sets the calling thread's torch intra-op thread count, for good.
+
+    torch gives a thread its count when the thread first needs one, from the
+    last ``torch.set_num_threads`` made by any thread: a new thread that set
+    its own count and ran nothing yet lost it to the next thread that set
+    another (a tail set to 2 threads ran on the decoders' 1).  Asking for
+    the count first settles it, so the thread's own setting stays.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(count)
+
+
 class _Refused(Exception):
     """A message answered with an error reply."""
 
@@ -102,44 +132,59 @@ class _Refused(Exception):
         self.code = code
 
 
+_Decoded = Tuple[torch.Tensor, int]
+"""A decoded message: its features (N, C, H, W) and the unit that coded it."""
+_Answer = Tuple[TailOutput, int]
+"""A message's answer: the tail's rows for its images, and the unit that coded it."""
+
+
 @dataclass
 class _Pending:
-    features: torch.Tensor
-    answer: "asyncio.Future[TailOutput]"
+    message: bytes
+    answer: "asyncio.Future[_Answer]"
 
 
 class _Batcher:
-    """Runs the tail on what has arrived together: up to max_batch images, waiting at most max_wait."""
+    """Answers what has arrived together: up to max_batch messages, waiting at most max_wait.
 
-    def __init__(self, tail: Tail, limits: Limits) -> None:
-        self.tail, self.limits = tail, limits
+    decode: a message -> (features (N, C, H, W), unit), raising _Refused for
+    a message that is not answered; it runs on the decoding pool, or on the
+    batcher's own thread when a batch has one message or the pool one thread.
+    """
+
+    def __init__(self, tail: Tail, limits: Limits, decode: Callable[[bytes], _Decoded]) -> None:
+        self.tail, self.limits, self.decode = tail, limits, decode
         self.queue: "asyncio.Queue[_Pending]" = asyncio.Queue()
         self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="featcodec-tail",
-                                                            initializer=torch.set_num_threads,
+                                                            initializer=use_torch_threads,
                                                             initargs=(limits.tail_threads,))
+        # One torch thread a decoder: an OpenMP team of their own would leave the process more
+        # OpenMP threads than cores, and libgomp then all but stops spinning at barriers, which
+        # slowed the tail by a quarter on 2 cores.
+        self.decoders = concurrent.futures.ThreadPoolExecutor(limits.decode_workers,
+                                                              thread_name_prefix="featcodec-decode",
+                                                              initializer=use_torch_threads, initargs=(1,))
         self.batches = 0
         self.images = 0
         self.largest = 0
 
-    async def answer(self, features: torch.Tensor) -> TailOutput:
-        pending = _Pending(features, asyncio.get_running_loop().create_future())
+    async def answer(self, message: bytes) -> _Answer:
+        pending = _Pending(message, asyncio.get_running_loop().create_future())
         self.queue.put_nowait(pending)
         return await pending.answer
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        carried: Optional[_Pending] = None
         while True:
-            first = carried if carried is not None else await self.queue.get()
-            batch, carried = await self._collect(first, loop)
+            batch = await self._collect(await self.queue.get(), loop)
             batch = [p for p in batch if not p.answer.done()]  # cancelled: the stream went away
             if batch:
                 await self._run_batch(batch, loop)
 
-    async def _collect(self, first: _Pending, loop: asyncio.AbstractEventLoop) -> Tuple[List[_Pending], Optional[_Pending]]:
-        batch, images = [first], first.features.shape[0]
+    async def _collect(self, first: _Pending, loop: asyncio.AbstractEventLoop) -> List[_Pending]:
+        batch = [first]
         deadline = loop.time() + self.limits.max_wait
-        while images < self.limits.max_batch:
+        while len(batch) < self.limits.max_batch:
             try:
                 item = self.queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -150,33 +195,75 @@ class _Batcher:
                     item = await asyncio.wait_for(self.queue.get(), remaining)
                 except asyncio.TimeoutError:
                     break
-            if images + item.features.shape[0] > self.limits.max_batch:
-                return batch, item
             batch.append(item)
-            images += item.features.shape[0]
-        return batch, None
+        return batch
 
     async def _run_batch(self, batch: List[_Pending], loop: asyncio.AbstractEventLoop) -> None:
         try:
-            output = await loop.run_in_executor(self.runner, self._tail_on, [p.features for p in batch])
-        except Exception as error:  # the tail failed: every message of the batch gets the error
-            log.exception("tail failed on a batch of %d messages", len(batch))
-            for p in batch:
-                if not p.answer.done():
-                    p.answer.set_exception(_Refused(ErrorCode.INTERNAL, f"the tail failed: {error}"))
-            return
-        self.batches += 1
-        self.largest = max(self.largest, sum(p.features.shape[0] for p in batch))
-        start = 0
-        for p in batch:
-            stop = start + p.features.shape[0]
-            self.images += stop - start
-            if not p.answer.done():
-                p.answer.set_result(output.rows(start, stop))
-            start = stop
+            outcomes = await loop.run_in_executor(self.runner, self._answer_all, [p.message for p in batch])
+        except Exception as error:  # a bug here must not cost the batch its replies
+            log.exception("answering a batch of %d messages failed", len(batch))
+            outcomes = [_Refused(ErrorCode.INTERNAL, f"{type(error).__name__}: {error}")] * len(batch)
+        for p, outcome in zip(batch, outcomes):
+            if p.answer.done():
+                continue
+            if isinstance(outcome, _Refused):
+                p.answer.set_exception(outcome)
+            else:
+                p.answer.set_result(outcome)
 
-    def _tail_on(self, features: List[torch.Tensor]) -> TailOutput:
-        return self.tail(features[0] if len(features) == 1 else torch.cat(features))
+    def _answer_all(self, messages: List[bytes]) -> List[Union[_Answer, _Refused]]:
+        """Decodes the messages, then runs the tail on their images (on the batcher's thread)."""
+        decoded = self._decode_all(messages)
+        outcomes: Dict[int, Union[_Answer, _Refused]] = {
+            i: item for i, item in enumerate(decoded) if isinstance(item, _Refused)}
+        ready = [(i, item) for i, item in enumerate(decoded) if not isinstance(item, _Refused)]
+        for call in self._tail_calls(ready):
+            features = [features for _, (features, _) in call]
+            try:
+                output = self.tail(features[0] if len(features) == 1 else torch.cat(features))
+            except Exception as error:  # every message of the call gets the error
+                log.exception("the tail failed on a batch of %d messages", len(call))
+                for i, _ in call:
+                    outcomes[i] = _Refused(ErrorCode.INTERNAL, f"the tail failed: {error}")
+                continue
+            start = 0
+            for i, (f, unit) in call:
+                outcomes[i] = (output.rows(start, start + f.shape[0]), unit)
+                start += f.shape[0]
+            self.batches += 1
+            self.images += start
+            self.largest = max(self.largest, start)
+        return [outcomes[i] for i in range(len(messages))]
+
+    def _decode_all(self, messages: List[bytes]) -> List[Union[_Decoded, _Refused]]:
+        if len(messages) == 1 or self.limits.decode_workers == 1:  # here, with every tail thread
+            return [self._decode_one(m) for m in messages]
+        return list(self.decoders.map(self._decode_one, messages))
+
+    def _decode_one(self, message: bytes) -> Union[_Decoded, _Refused]:
+        try:
+            return self.decode(message)
+        except _Refused as refused:
+            return refused
+
+    def _tail_calls(self, ready: List[Tuple[int, _Decoded]]) -> List[List[Tuple[int, _Decoded]]]:
+        """The decoded messages in order, grouped into tail calls of at most max_batch images."""
+        calls: List[List[Tuple[int, _Decoded]]] = []
+        images = self.limits.max_batch
+        for item in ready:
+            count = item[1][0].shape[0]
+            if images + count > self.limits.max_batch:
+                calls.append([])
+                images = 0
+            calls[-1].append(item)
+            images += count
+        return calls
+
+    def shutdown(self) -> None:
+        """Ends the threads (after the batch being answered, if any), and with them their OpenMP teams."""
+        for pool in (self.runner, self.decoders):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class SplitServer:
@@ -203,7 +290,6 @@ class SplitServer:
         self.requests = 0
         self.errors = 0
         self._server: Optional[grpc.aio.Server] = None
-        self._decoder: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._batcher: Optional[_Batcher] = None
         self._batching: Optional["asyncio.Task[None]"] = None
 
@@ -230,14 +316,7 @@ class SplitServer:
         except RuntimeError as error:
             self._server = None
             raise OSError(f"cannot listen on {address}: {error}") from None
-        # Each decoder gets its share of the cores for the unit's synthesis transform; more would
-        # oversubscribe them when every decoder is busy.
-        per_decoder = max(1, (os.cpu_count() or 1) // self.limits.decode_workers)
-        self._decoder = concurrent.futures.ThreadPoolExecutor(self.limits.decode_workers,
-                                                              thread_name_prefix="featcodec-decode",
-                                                              initializer=torch.set_num_threads,
-                                                              initargs=(per_decoder,))
-        self._batcher = _Batcher(self.tail, self.limits)
+        self._batcher = _Batcher(self.tail, self.limits, self._decoded)
         self._batching = asyncio.get_running_loop().create_task(self._batcher.run())
         await self._server.start()
         log.info("serving %s at %s on port %d", self.info.split or "a tail", address, port)
@@ -255,9 +334,8 @@ class SplitServer:
         if self._batching is not None:
             self._batching.cancel()
             await asyncio.gather(self._batching, return_exceptions=True)
-        for pool in (self._decoder, self._batcher.runner if self._batcher else None):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        if self._batcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._batcher.shutdown)
         self._server = None
 
     @property
@@ -326,8 +404,8 @@ class SplitServer:
             except ProtobufDecodeError as error:
                 raise _Refused(ErrorCode.MALFORMED, f"not an InferRequest: {error}") from None
             request_id = request.id
-            features, unit = await self._decode(request.message)
-            output = await self._batch().answer(features)
+            self._check_size(request.message)
+            output, unit = await self._batch().answer(request.message)
         except _Refused as refused:
             self.errors += 1
             return error_reply(request_id, refused.code, str(refused))
@@ -344,29 +422,25 @@ class SplitServer:
         assert self._batcher is not None
         return self._batcher
 
-    async def _decode(self, message: bytes) -> Tuple[torch.Tensor, int]:
+    def _check_size(self, message: bytes) -> None:
         if len(message) > self.limits.max_message_bytes:
             raise _Refused(ErrorCode.TOO_LARGE, f"message of {len(message)} bytes; this server takes at most "
                                                 f"{self.limits.max_message_bytes}")
         if not message:
             raise _Refused(ErrorCode.MALFORMED, "empty message")
-        loop = asyncio.get_running_loop()
+
+    def _decoded(self, message: bytes) -> _Decoded:
+        """The message's features and unit (on a decoding thread); _Refused when it is not answered."""
         try:
-            features, unit = await loop.run_in_executor(self._decoder, self._decode_now, message)
+            with torch.inference_mode():
+                features, unit = self.bank.decode(message)
         except (DecodeError, ValueError, TypeError) as error:
             # The bank's header check names max_elements when a message asks for more images than allowed.
             code = ErrorCode.TOO_LARGE if "max_elements" in str(error) else ErrorCode.MALFORMED
             raise _Refused(code, f"{type(error).__name__}: {error}") from None
-        except _Refused:
-            raise
         except Exception as error:
             log.exception("decoding a message failed")
             raise _Refused(ErrorCode.INTERNAL, f"{type(error).__name__}: {error}") from None
-        return features, unit
-
-    def _decode_now(self, message: bytes) -> Tuple[torch.Tensor, int]:
-        with torch.inference_mode():
-            features, unit = self.bank.decode(message)
         if features.dim() != 4 or tuple(features.shape[1:]) != self.tail.feature_shape:
             raise _Refused(ErrorCode.MALFORMED, f"the message decodes to features {tuple(features.shape)}, "
                                                 f"this server's tail takes (N, *{self.tail.feature_shape})")
@@ -475,4 +549,5 @@ def serve_forever(server: SplitServer, address: str, *, stop_after: Optional[flo
         pass
 
 
-__all__ = ["Bank", "BackgroundServer", "Limits", "SplitServer", "bank_fingerprint", "serve_forever"]
+__all__ = ["Bank", "BackgroundServer", "Limits", "SplitServer", "bank_fingerprint", "serve_forever",
+           "use_torch_threads"]
