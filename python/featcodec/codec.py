@@ -36,6 +36,7 @@ from torch.func import functional_call
 from ._coding import DecodeError
 from ._varint import read_varint, write_varint
 from .entropy import EntropyCoder, FactorizedPrior, Hyperprior, MeanScaleHyperprior, RateReport, checksum_size, estimate_bits
+from .entropy._derived import Derived, module_tensors
 from .entropy._ledger import pixels_of
 from .entropy._quantizer import check_q_step
 
@@ -131,7 +132,7 @@ class FeatureCodec:
         self.channels = self.feature_shape[0] if self.feature_shape else _input_channels(encoder)
         self._decoder_takes_size = _takes_output_size(decoder)
         self._latent_sizes: dict[tuple[int, int], tuple[int, int]] = {}
-        self._fingerprint_cache: Optional[tuple[tuple, bytes]] = None
+        self._fingerprint_cache: Derived[bytes] = Derived()
 
     # --- what the codec holds -----------------------------------------------------
 
@@ -335,18 +336,15 @@ class FeatureCodec:
         A hash of the architecture, every weight and buffer (tables included),
         the entropy model's settings, Q, the feature shape, split and network;
         not of the deployment options (unit id, checksum, max_elements).
-        Recomputed when a tensor changes in place.
+        Recomputed when a tensor changes (see :class:`~featcodec.entropy._derived.Derived`
+        for what counts as a change).
         """
-        tensors = self._tensors()
-        # _tensors() detaches, so the objects are new on every call; their storage and version
-        # counter are the module's own, so those say whether anything changed.
-        key = tuple((name, t.data_ptr(), t._version) for name, t in sorted(tensors.items()))
-        cached = self._fingerprint_cache
-        if cached is None or cached[0] != key:
-            description = self._description()
-            cached = (key, _fingerprint(description, {k: t.detach().cpu() for k, t in tensors.items()}))
-            self._fingerprint_cache = cached
-        return cached[1]
+        settings = (self.q_step, self.feature_shape, self.split, self.network)
+        return self._fingerprint_cache.get(module_tensors(self._encoder, self._decoder, self._entropy_model),
+                                           settings, self._fingerprint_now)
+
+    def _fingerprint_now(self) -> bytes:
+        return _fingerprint(self._description(), {k: t.detach().cpu() for k, t in self._tensors().items()})
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {}

@@ -23,6 +23,7 @@ from torch import nn
 
 from .._coding import decode, encode
 from .._tables import CdfTables
+from ._derived import Derived
 
 #: What ``checksum=`` accepts when coding: on (4 bytes), off, or a size in bytes.
 ChecksumOption = Union[bool, int]
@@ -57,6 +58,7 @@ class EntropyModel(nn.Module):
         self.register_buffer("_tables_blob", torch.zeros(0, dtype=torch.uint8))
         self.register_buffer("_tables_fingerprint", torch.zeros(_FINGERPRINT_BYTES, dtype=torch.uint8))
         self._cached_tables: Optional[CdfTables] = None
+        self._fingerprint_cache: Derived[np.ndarray] = Derived()
 
     def __getstate__(self) -> dict:
         # The parsed tables hold a native object that cannot be copied; the blob rebuilds them.
@@ -110,7 +112,11 @@ class EntropyModel(nn.Module):
         return self._cached_tables
 
     def _fingerprint(self) -> np.ndarray:
-        """A hash of everything the tables derive from, exactly as stored."""
+        """A hash of everything the tables derive from, exactly as stored (recomputed when it changes)."""
+        settings = (type(self).__name__, self.precision, self._extra_fingerprint())
+        return self._fingerprint_cache.get(self._table_inputs(), settings, self._fingerprint_now)
+
+    def _fingerprint_now(self) -> np.ndarray:
         digest = hashlib.blake2b(digest_size=_FINGERPRINT_BYTES)
         digest.update(f"{type(self).__name__}/{self.precision}/{self._extra_fingerprint()}".encode())
         for tensor in self._table_inputs():
