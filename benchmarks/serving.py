@@ -22,12 +22,13 @@ Printed (and written by ``--json``):
 - latency p50/p99 (submit to reply, per message), throughput (answered valid
   images per second over the run), the server's mean batch;
 - in-process decode + tail at the server's mean batch size (the same bank
-  and tail, no gRPC), three ways: decoding one message after another and
-  the tail, all with ``--threads`` torch threads; decoding with the
-  server's pool (``--decode-workers`` threads, the cores shared out among
-  them) and the tail with ``--tail-threads``, as the server does; and one
-  after another with torch on every core; the ratio server / the fastest
-  of the three (target >= 0.8);
+  and tail, no gRPC), four ways: decoding one message after another and
+  the tail, all with ``--threads`` torch threads; decoding on a pool
+  (``--decode-workers`` threads of one torch thread) and the tail with
+  ``--tail-threads``; one after another with torch on every core; and the
+  batch by one ``bank.decode_many`` call and the tail, both with
+  ``--tail-threads``, as the server does; the ratio server / the fastest
+  of the four (target >= 0.8);
 - ``--rounds`` rounds of the load run, each followed by the in-process
   runs: the machine may be shared, so the figures are of the median
   round by ratio, and every round's ratio is printed;
@@ -250,13 +251,14 @@ def compare(expected: Any, classes: Any, probabilities: Any, labels: Any) -> str
 
 
 def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, images: int, workers: int,
-               threads: int, tail_threads: Optional[int] = None) -> Tuple[float, float]:
+               threads: int, tail_threads: Optional[int] = None, many: bool = False) -> Tuple[float, float]:
     """Images per second and per CPU-second of decode + tail in this process, in batches of ``batch``.
 
     workers: threads decoding a batch's messages (1: one after another, on
     this thread); threads: torch threads of each decoding thread;
     tail_threads: torch threads of the tail (default ``threads``), which
-    then runs on the batch on this thread.
+    then runs on the batch on this thread; many: the batch decoded by one
+    ``bank.decode_many`` call on this thread instead.
     """
     import concurrent.futures
 
@@ -275,7 +277,11 @@ def in_process(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, imag
     try:
         while done < images:
             group = [messages[(done + i) % len(messages)] for i in range(batch)]
-            if pool:
+            if many:
+                torch.set_num_threads(threads)
+                with torch.inference_mode():
+                    decoded = [features for features, _ in bank.decode_many(group)]
+            elif pool:
                 decoded = list(pool.map(decode, group))
             else:
                 torch.set_num_threads(threads)
@@ -440,7 +446,7 @@ def baselines(bank: Any, tail: Any, messages: Sequence[bytes], batch: int, count
     """
     cores = os.cpu_count() or 1
     ways = {"one_decoder": (1, args.threads, None), "decode_pool": (args.decode_workers, 1, args.tail_threads),
-            "all_torch_threads": (1, cores, None)}
+            "all_torch_threads": (1, cores, None), "decode_many": (1, args.tail_threads, None, True)}
     return {name: _on_own_thread(in_process, bank, tail, messages, batch, count, *way) for name, way in ways.items()}
 
 
@@ -510,6 +516,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         **{k: middle[k] for k in ("seconds", "throughput_images_per_s", "mean_batch", "server_saw",
                                   "in_process_images_per_s", "in_process_one_decoder_images_per_s",
                                   "in_process_decode_pool_images_per_s", "in_process_all_torch_threads_images_per_s",
+                                  "in_process_decode_many_images_per_s",
                                   "throughput_ratio", "server_cpu_seconds", "client_cpu_seconds",
                                   "server_images_per_cpu_s", "in_process_images_per_cpu_s",
                                   "in_process_one_decoder_images_per_cpu_s")},
@@ -560,7 +567,8 @@ def print_figures(f: Dict[str, Any]) -> None:
     print(f"in-process decode + tail at batch {max(1, round(f['mean_batch']))}: "
           f"{f['in_process_one_decoder_images_per_s']:.1f} images/s decoding one by one, "
           f"{f['in_process_decode_pool_images_per_s']:.1f} with {f['decode_workers']} decoding threads, "
-          f"{f['in_process_all_torch_threads_images_per_s']:.1f} with torch on every core; "
+          f"{f['in_process_all_torch_threads_images_per_s']:.1f} with torch on every core, "
+          f"{f['in_process_decode_many_images_per_s']:.1f} with the server's decode_many; "
           f"server / the fastest = {f['throughput_ratio']:.2f} (target >= 0.80; rounds: "
           f"{', '.join(f'{r:.2f}' for r in f['throughput_ratios'])})")
     print(f"CPU over the run: server {f['server_cpu_seconds']:.1f} s, clients {f['client_cpu_seconds']:.1f} s "

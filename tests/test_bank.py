@@ -1,5 +1,6 @@
 """featcodec.bank.RateBank: units chosen by id or target bpp, one-byte headers, one file for all units."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import textwrap
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from bank_models import FEATURE_SHAPE, features, unit_codec
 
 from featcodec import DecodeError
@@ -172,3 +175,42 @@ def test_a_changed_byte_is_a_clear_error(tmp_path):
         path.write_bytes(bytes(changed))
         with pytest.raises(ValueError):
             RateBank.load(path)
+
+
+@pytest.fixture(scope="module")
+def many():
+    """A bank and a message of each kind: one per unit, another size, two images, and broken ones."""
+    bank = _bank()
+    x = features(2, seed=8)
+    wide = torch.relu(torch.randn(1, FEATURE_SHAPE[0], 9, 11, generator=torch.Generator().manual_seed(9)))
+    good = bank.encode(x[:1], unit=1)
+    messages = {
+        "unit0": bank.encode(x[:1], unit=0), "unit1": good, "unit2": bank.encode(x[1:], unit=2),
+        "other size": bank.encode(wide, unit=1), "two images": bank.encode(x, unit=1), "garbage": b"\x17\x00\xff",
+        "unknown unit": bytes([7 << 3 | good[0] & 7]) + good[1:], "truncated": good[: len(good) // 2],
+        "empty": b""}
+    return bank, messages
+
+
+@settings(max_examples=15, deadline=None)
+@given(kinds=st.lists(st.sampled_from(["unit0", "unit1", "unit2", "other size", "two images", "garbage",
+                                       "unknown unit", "truncated", "empty"]), max_size=8))
+def test_decode_many_is_decode_of_each_message(many, kinds):
+    bank, by_kind = many
+    messages = [by_kind[kind] for kind in kinds]
+    results = bank.decode_many(messages)
+    assert len(results) == len(messages)
+    for data, result in zip(messages, results):
+        try:
+            expected, unit = bank.decode(data)
+        except (DecodeError, ValueError, TypeError) as error:
+            assert type(result) is type(error) and str(result) == str(error)
+            continue
+        features_, got_unit = result
+        assert got_unit == unit and features_.shape == expected.shape
+        # One synthesis call for several messages may round differently from one a message.
+        torch.testing.assert_close(features_, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_decode_many_of_nothing_is_nothing():
+    assert _bank().decode_many([]) == []

@@ -150,10 +150,35 @@ class RateBank:
 
     def decode(self, data: bytes) -> tuple[torch.Tensor, int]:
         """(features, unit id) from :meth:`encode`'s bytes; DecodeError for bytes that are not such."""
+        unit = self._unit_of(data)
+        return self._codecs[unit].decode(data), unit
+
+    def decode_many(self, messages: Sequence[bytes]) -> list[Union[tuple[torch.Tensor, int], Exception]]:
+        """:meth:`decode` of each message, with one synthesis call per unit and feature size.
+
+        See :meth:`FeatureCodec.decode_many`: a message that does not decode
+        gets its error (DecodeError, ValueError or TypeError) in its place
+        instead of (features, unit id), and the others decode as usual.
+        """
+        results: list[Union[tuple[torch.Tensor, int], Exception]] = []
+        by_unit: dict[int, list[int]] = {}
+        for index, data in enumerate(messages):
+            try:
+                by_unit.setdefault(self._unit_of(data), []).append(index)
+            except (DecodeError, TypeError) as error:
+                results.append(error)
+                continue
+            results.append(DecodeError("not decoded"))  # replaced below
+        for unit, indices in by_unit.items():
+            for index, item in zip(indices, self._codecs[unit].decode_many([messages[i] for i in indices])):
+                results[index] = item if isinstance(item, Exception) else (item, unit)
+        return results
+
+    def _unit_of(self, data: bytes) -> int:
         unit = FeatureCodec.unit_id_of(data)
         if unit >= len(self._codecs):
             raise DecodeError(f"message names unit {unit}, the bank has {len(self._codecs)}")
-        return self._codecs[unit].decode(data), unit
+        return unit
 
     # --- files -------------------------------------------------------------------------
 

@@ -242,6 +242,30 @@ def test_messages_that_arrive_together_are_batched_up_to_max_batch(bank, tail, c
     assert server.batches < 12
 
 
+class DecodeOnly:
+    """The bank without decode_many: the server decodes a message a thread on its pool."""
+
+    def __init__(self, bank) -> None:
+        self.bank, self.feature_shape, self.units = bank, bank.feature_shape, bank.units
+
+    def decode(self, data):
+        return self.bank.decode(data)
+
+
+@pytest.mark.parametrize("wrap", [lambda bank: bank, DecodeOnly], ids=["decode_many", "pool"])
+def test_a_batch_of_good_and_bad_messages_gets_an_answer_each(bank, tail, classifier, images, wrap):
+    server = SplitServer(wrap(bank), tail, Limits(max_batch=8, max_wait=0.25))
+    with BackgroundServer(server, timeout=TIMEOUT) as running:
+        with Client(running.address, bank, classifier[1], unit=0, window=8, timeout=TIMEOUT) as client:
+            good = client.encode(images[:3])
+            answers = client.send([good[0], b"\x03\x00\xff\x17", good[1], good[2][:len(good[2]) // 2], good[2]])
+    assert server.batches == 1  # one tail call for the three good messages of the one batch
+    for answer, expected in zip([answers[0], answers[2], answers[4]], local_answers(bank, tail, good)):
+        assert_same_classification(answer, expected)
+    for answer in (answers[1], answers[3]):
+        assert not answer.ok and answer.error.code == ErrorCode.MALFORMED
+
+
 def test_segmentation_answers_are_label_maps(images):
     torch.manual_seed(3)
     network = TinySegmenter().eval()

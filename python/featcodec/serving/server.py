@@ -4,10 +4,15 @@ Each stream (``Infer``) is read by one coroutine, which parses a message's
 request, checks its size and puts it in a queue.  A batcher takes what has
 arrived together, up to ``max_batch`` messages, waiting at most
 ``max_wait`` for more, and answers them on its own thread in two phases:
-the bank decodes them on a pool of threads (one per core by default; the
-entropy decoder and torch release the GIL), then the tail runs on their
-images in one call (at most ``max_batch`` images a call) with
-``tail_threads`` torch intra-op threads (every core by default).
+the bank decodes them, then the tail runs on their images in one call (at
+most ``max_batch`` images a call) with ``tail_threads`` torch intra-op
+threads (every core by default).  A RateBank decodes the batch in one
+``decode_many`` call on that thread: each message is checked and
+entropy-decoded alone, and each unit's synthesis runs once on all of its
+messages, with the tail's threads (for small messages the synthesis's
+per-call cost is most of decoding).  A bank without ``decode_many`` decodes
+a message a thread on a pool (``decode_workers``, one per core by default;
+the entropy decoder and torch release the GIL).
 
 The phases take turns rather than overlap.  The tail is most of a
 message's work, so it gets every core; its OpenMP team waits at each
@@ -72,7 +77,12 @@ def frame_limit(max_message_bytes: int) -> int:
 
 
 class Bank(Protocol):
-    """What the server needs of a rate bank (featcodec.bank.RateBank)."""
+    """What the server needs of a rate bank (featcodec.bank.RateBank).
+
+    A bank may also have ``decode_many(messages)`` as RateBank does (each
+    message's (features, unit) or its exception, in order); the server then
+    decodes a batch with it.
+    """
 
     feature_shape: Tuple[int, int, int]
 
@@ -88,8 +98,9 @@ class Limits:
     max_batch: images in one message and in one tail call, messages in one batch;
     max_wait: seconds the batcher waits for more messages once it has one;
     max_streams: streams open at once (more are refused by gRPC);
-    decode_workers: threads decoding messages (default: one per core; 1:
-    the tail's thread decodes, with the tail's torch threads);
+    decode_workers: threads decoding messages, for banks without decode_many
+    (default: one per core; 1: the tail's thread decodes, with the tail's
+    torch threads);
     tail_threads: torch intra-op threads of the tail's calls (default: one per core).
     """
 
@@ -150,10 +161,14 @@ class _Batcher:
     decode: a message -> (features (N, C, H, W), unit), raising _Refused for
     a message that is not answered; it runs on the decoding pool, or on the
     batcher's own thread when a batch has one message or the pool one thread.
+    decode_many: the messages -> each one's decode() or _Refused, all on
+    the batcher's thread (with the tail's torch threads); used instead of
+    decode when given.
     """
 
-    def __init__(self, tail: Tail, limits: Limits, decode: Callable[[bytes], _Decoded]) -> None:
-        self.tail, self.limits, self.decode = tail, limits, decode
+    def __init__(self, tail: Tail, limits: Limits, decode: Callable[[bytes], _Decoded],
+                 decode_many: Optional[Callable[[List[bytes]], List[Union[_Decoded, _Refused]]]] = None) -> None:
+        self.tail, self.limits, self.decode, self.decode_many = tail, limits, decode, decode_many
         self.queue: "asyncio.Queue[_Pending]" = asyncio.Queue()
         self.runner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="featcodec-tail",
                                                             initializer=use_torch_threads,
@@ -237,6 +252,8 @@ class _Batcher:
         return [outcomes[i] for i in range(len(messages))]
 
     def _decode_all(self, messages: List[bytes]) -> List[Union[_Decoded, _Refused]]:
+        if self.decode_many is not None:
+            return self.decode_many(messages)
         if len(messages) == 1 or self.limits.decode_workers == 1:  # here, with every tail thread
             return [self._decode_one(m) for m in messages]
         return list(self.decoders.map(self._decode_one, messages))
@@ -316,7 +333,8 @@ class SplitServer:
         except RuntimeError as error:
             self._server = None
             raise OSError(f"cannot listen on {address}: {error}") from None
-        self._batcher = _Batcher(self.tail, self.limits, self._decoded)
+        many = self._decoded_many if callable(getattr(self.bank, "decode_many", None)) else None
+        self._batcher = _Batcher(self.tail, self.limits, self._decoded, many)
         self._batching = asyncio.get_running_loop().create_task(self._batcher.run())
         await self._server.start()
         log.info("serving %s at %s on port %d", self.info.split or "a tail", address, port)
@@ -434,13 +452,25 @@ class SplitServer:
         try:
             with torch.inference_mode():
                 features, unit = self.bank.decode(message)
-        except (DecodeError, ValueError, TypeError) as error:
-            # The bank's header check names max_elements when a message asks for more images than allowed.
-            code = ErrorCode.TOO_LARGE if "max_elements" in str(error) else ErrorCode.MALFORMED
-            raise _Refused(code, f"{type(error).__name__}: {error}") from None
         except Exception as error:
-            log.exception("decoding a message failed")
-            raise _Refused(ErrorCode.INTERNAL, f"{type(error).__name__}: {error}") from None
+            raise _refusal(error) from None
+        return self._checked(features, unit)
+
+    def _decoded_many(self, messages: List[bytes]) -> List[Union[_Decoded, _Refused]]:
+        """The messages' features and units by the bank's decode_many (on the batcher's thread)."""
+        with torch.inference_mode():
+            decoded = self.bank.decode_many(messages)  # type: ignore[attr-defined]  # checked at start()
+        results: List[Union[_Decoded, _Refused]] = []
+        for item in decoded:
+            try:
+                if isinstance(item, Exception):
+                    raise _refusal(item)
+                results.append(self._checked(*item))
+            except _Refused as refused:
+                results.append(refused)
+        return results
+
+    def _checked(self, features: torch.Tensor, unit: int) -> _Decoded:
         if features.dim() != 4 or tuple(features.shape[1:]) != self.tail.feature_shape:
             raise _Refused(ErrorCode.MALFORMED, f"the message decodes to features {tuple(features.shape)}, "
                                                 f"this server's tail takes (N, *{self.tail.feature_shape})")
@@ -448,6 +478,18 @@ class SplitServer:
             raise _Refused(ErrorCode.TOO_LARGE, f"message of {features.shape[0]} images; this server takes at most "
                                                 f"{self.limits.max_batch} a message")
         return features.float().contiguous(), int(unit)
+
+
+def _refusal(error: Exception) -> _Refused:
+    """The reply to a message whose decoding raised ``error``."""
+    if isinstance(error, _Refused):
+        return error
+    if isinstance(error, (DecodeError, ValueError, TypeError)):
+        # The bank's header check names max_elements when a message asks for more images than allowed.
+        code = ErrorCode.TOO_LARGE if "max_elements" in str(error) else ErrorCode.MALFORMED
+        return _Refused(code, f"{type(error).__name__}: {error}")
+    log.error("decoding a message failed", exc_info=error)
+    return _Refused(ErrorCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
 def bank_fingerprint(bank: RateBank) -> str:
