@@ -34,7 +34,7 @@ from featcodec.split.units import make_unit
 
 FEATURES = (2048, 7, 7)
 PIXELS = 224 * 224
-Q_STEPS = (0.4, 0.25, 0.15, 0.1, 0.06, 0.035, 0.02, 0.012)
+Q_STEPS = (0.6, 0.4, 0.25, 0.15, 0.1, 0.06, 0.035, 0.02, 0.012, 0.006)
 CHECKSUMS = (0, 2, 4)
 TARGET_BYTES = 3.0
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'4-byte':>16} | max, none")
     for r in rows:
         cells = " ".join(f"{r['fixed_bytes'][c]:8.2f} ({100 * r['fixed_share'][c]:5.1f} %)" for c in CHECKSUMS)
-        print(f"{r['q_step']:6.2f} {r['bpp']:8.4f} {r['message_bytes']:7.1f} | {'':21}{cells} | "
+        print(f"{r['q_step']:6.3f} {r['bpp']:8.4f} {r['message_bytes']:7.1f} | {'':21}{cells} | "
               f"{r['fixed_max_bytes']:5.2f}")
     worst = max(r["fixed_bytes"][0] for r in rows)
     print(f"largest mean fixed cost without checksum: {worst:.2f} bytes (target <= {TARGET_BYTES})")
