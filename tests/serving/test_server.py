@@ -25,6 +25,16 @@ from conftest import TinySegmenter, make_bank
 TIMEOUT = 30.0
 
 
+class DecodeOnly:
+    """The bank without decode_many: the server decodes a message a thread on its pool."""
+
+    def __init__(self, bank) -> None:
+        self.bank, self.feature_shape, self.units = bank, bank.feature_shape, bank.units
+
+    def decode(self, data):
+        return self.bank.decode(data)
+
+
 def local_answers(bank, tail: Tail, messages):
     """What running head -> codec -> tail in this process gives, one message at a time."""
     return [tail(bank.decode(m)[0]) for m in messages]
@@ -242,16 +252,6 @@ def test_messages_that_arrive_together_are_batched_up_to_max_batch(bank, tail, c
     assert server.batches < 12
 
 
-class DecodeOnly:
-    """The bank without decode_many: the server decodes a message a thread on its pool."""
-
-    def __init__(self, bank) -> None:
-        self.bank, self.feature_shape, self.units = bank, bank.feature_shape, bank.units
-
-    def decode(self, data):
-        return self.bank.decode(data)
-
-
 @pytest.mark.parametrize("wrap", [lambda bank: bank, DecodeOnly], ids=["decode_many", "pool"])
 def test_a_batch_of_good_and_bad_messages_gets_an_answer_each(bank, tail, classifier, images, wrap):
     server = SplitServer(wrap(bank), tail, Limits(max_batch=8, max_wait=0.25))
@@ -334,10 +334,11 @@ def test_the_tail_runs_with_tail_threads(bank, classifier, images, threads):
     counting = ThreadCounting(classifier[2])
     tail = Tail(counting, bank.feature_shape)
     counting.seen.clear()  # the probe at construction ran on this thread
-    # Messages that arrive together are decoded on the pool, whose threads start (and set their
-    # own count) before the tail's first call: the tail's count must survive that.
+    # Messages that arrive together are decoded on the pool (a bank without decode_many), whose
+    # threads start (and set their own count) before the tail's first call: the tail's count must
+    # survive that.
     limits = Limits(tail_threads=threads, decode_workers=2, max_wait=0.25)
-    with BackgroundServer(SplitServer(bank, tail, limits), timeout=TIMEOUT) as running:
+    with BackgroundServer(SplitServer(DecodeOnly(bank), tail, limits), timeout=TIMEOUT) as running:
         with Client(running.address, bank, classifier[1], unit=0, window=8, timeout=TIMEOUT) as client:
             assert all(a.ok for a in client.send(client.encode(images)))
     assert counting.seen == {threads}

@@ -32,7 +32,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-bytes", type=int, default=1 << 20, help="largest message decoded")
     p.add_argument("--max-in-flight", type=int, default=64, help="messages answered at once per stream")
     p.add_argument("--max-streams", type=int, default=1024, help="streams open at once")
-    p.add_argument("--decode-workers", type=int, default=os.cpu_count() or 1, help="decoding threads")
     p.add_argument("--tail-threads", type=int, default=os.cpu_count() or 1,
                    help="torch intra-op threads of the tail's calls (default: one per core)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the main thread, which "
@@ -64,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tail = Tail(tail_module, bank.feature_shape, image_size=args.image_size, top_k=args.top_k)
     limits = Limits(max_message_bytes=args.max_message_bytes, max_in_flight=args.max_in_flight,
                     max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, max_streams=args.max_streams,
-                    decode_workers=args.decode_workers, tail_threads=args.tail_threads)
+                    tail_threads=args.tail_threads)
     server = SplitServer(bank, tail, limits, network=args.model, split=args.split,
                          fingerprint=str(getattr(bank, "fingerprint", "") or ""))
     serve_forever(server, f"{args.host}:{args.port}", stop_after=args.stop_after)
