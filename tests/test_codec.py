@@ -362,3 +362,24 @@ def test_fingerprint_follows_in_place_changes():
     assert codec.fingerprint() != before
     assert codec.with_options(model_id=3, checksum=False).fingerprint() == codec.fingerprint()
     assert codec.with_options(q_step=0.25).fingerprint() != codec.fingerprint()
+
+
+def test_decode_many_calls_the_decoder_with_at_most_max_elements():
+    from bank_models import FEATURE_SHAPE, features, unit_codec
+
+    per_image = FEATURE_SHAPE[0] * FEATURE_SHAPE[1] * FEATURE_SHAPE[2]
+    codec = unit_codec().with_options(max_elements=3 * per_image)
+    messages = [codec.encode(features(n, seed=n)) for n in (1, 2, 1, 3, 1)]
+    calls, view = [], codec._decoder_view  # the decoder as the codec runs it (an eval view)
+
+    def counting(y_hat, **kwargs):
+        calls.append(y_hat.shape[0])
+        return view(y_hat, **kwargs)
+
+    codec._decoder_view = counting
+    decoded = codec.decode_many(messages)
+    codec._decoder_view = view
+    assert calls == [3, 1, 3, 1]  # (1, 2), (1), (3), (1): in order, none over 3 images
+    for data, got in zip(messages, decoded):
+        expected = codec.decode(data)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))

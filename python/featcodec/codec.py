@@ -299,12 +299,14 @@ class FeatureCodec:
         """:meth:`decode` of each message, with one synthesis call for all messages of one size.
 
         Each message is checked and entropy-decoded on its own; the decoder
-        then runs once on the latents of every message with the same feature
+        then runs once on the latents of the messages with the same feature
         size, which costs far less than a call a message for small messages.
-        A message that does not decode gets its error (DecodeError,
-        ValueError or TypeError) in its place in the list instead of
-        features, and the others are decoded as usual.  The features equal
-        decode()'s up to float rounding of the batched synthesis.
+        A call takes at most ``max_elements`` features, as one message may, so
+        many messages cost no more memory at once than one.  A message that
+        does not decode gets its error (DecodeError, ValueError or TypeError)
+        in its place in the list instead of features, and the others are
+        decoded as usual.  The features equal decode()'s up to float rounding
+        of the batched synthesis.
         """
         results: list[Union[torch.Tensor, Exception]] = []
         latents: dict[int, torch.Tensor] = {}
@@ -317,7 +319,7 @@ class FeatureCodec:
                 continue
             results.append(latents[index])  # replaced by its features below
             groups.setdefault(size, []).append(index)
-        for size, indices in groups.items():
+        for size, indices in self._synthesis_calls(groups, latents):
             parts = [latents[i] for i in indices]
             try:
                 features = self._synthesis(torch.cat(parts) if len(parts) > 1 else parts[0], size)
@@ -328,6 +330,22 @@ class FeatureCodec:
             for i, part in zip(indices, features.split([p.shape[0] for p in parts])):
                 results[i] = part
         return results
+
+    def _synthesis_calls(self, groups: dict[tuple[int, int], list[int]],
+                         latents: dict[int, torch.Tensor]) -> list[tuple[tuple[int, int], list[int]]]:
+        """Each size's messages, in runs of at most max_elements features a call."""
+        calls: list[tuple[tuple[int, int], list[int]]] = []
+        for size, indices in groups.items():
+            per_image = self.channels * size[0] * size[1]
+            elements = self.max_elements
+            for i in indices:
+                count = latents[i].shape[0] * per_image
+                if elements + count > self.max_elements:
+                    calls.append((size, []))
+                    elements = 0
+                calls[-1][1].append(i)
+                elements += count
+        return calls
 
     def _decoded_latent(self, data: bytes) -> tuple[torch.Tensor, tuple[int, int]]:
         """The dequantized latent of a message (on the decoder's device) and its feature size."""

@@ -19,10 +19,10 @@ message's work, so it gets every core; its OpenMP team waits at each
 operator's barrier for its slowest thread, so a decoder holding one of the
 team's cores stalls all of them (on 2 cores, decoding beside a 2-thread
 tail took 15 % more CPU an image than taking turns, and a tail held to one
-core ran at half the in-process rate).  While the batcher works, the next messages wait in the
-queue and form the next batch.  Each message gets exactly one reply with
-its id: the answer, or an error for that message alone; the stream and the
-server go on.
+core ran at half the in-process rate).  While the batcher works, the next
+messages wait in the queue and form the next batch.  Each message gets
+exactly one reply with its id: the answer, or an error for that message
+alone; the stream and the server go on.
 
 Torch's OpenMP runtime (libgomp) spins at a barrier only while the process
 has no more OpenMP threads than cores, and a thread that once ran torch with
